@@ -1,0 +1,544 @@
+/**
+ * The whole path of a message through the engine, top to bottom: key, cache, claim, handler with
+ * keep-alive, fenced completion, cache write after commit, outcome. `@Idempotent` methods and
+ * transports both end up in {@link IdempotencyHandler.execute}.
+ */
+import { randomUUID } from 'node:crypto';
+import { type IdempotencyContext, isDeliveryInfo } from './context.js';
+import {
+  IdempotencyError,
+  IdempotencyInFlightError,
+  IdempotencyStoreError,
+  KeyFunctionError,
+  LeaseLostError,
+  MissingIdempotencyKeyError,
+  PayloadConflictError,
+  PayloadNotSerializableError,
+  ResultNotSerializableError,
+  type StoreStep,
+  StoreUnavailableError,
+} from './errors.js';
+import { canonicalJson, fingerprint } from './fingerprint.js';
+import { getMessageListener } from './metadata.js';
+import {
+  type IdempotencyPolicyOptions,
+  type IdempotentOptions,
+  REDELIVERY_HORIZON_MS,
+  type ResolvedPolicy,
+  resolvePolicy,
+} from './options.js';
+import type { DuplicateTier, IdempotencyOutcome, OutcomeListener } from './outcome.js';
+import type { Clock } from './ports/clock.js';
+import type { CachedCompletion, IdempotencyCache } from './ports/idempotency-cache.js';
+import type {
+  ClaimResult,
+  IdempotencyRecord,
+  IdempotencyStore,
+  TokenRef,
+} from './ports/idempotency-store.js';
+import type { IdempotencyLogger } from './ports/logger.js';
+import { buildScope, canonicalKey } from './token.js';
+
+/** Everything the engine works with; the module builds it from the container's bindings. */
+export interface IdempotencyHandlerDeps {
+  readonly store: IdempotencyStore;
+  readonly cache: IdempotencyCache;
+  readonly clock: Clock;
+  readonly logger: IdempotencyLogger;
+  readonly defaults?: IdempotencyPolicyOptions;
+  readonly listeners?: readonly OutcomeListener[];
+}
+
+/** One handler method, described for {@link IdempotencyHandler.execute}. */
+export interface HandlerMethod {
+  /** The class the method belongs to (its consumer group, if it is a listener, joins the default scope). */
+  readonly ctor: abstract new (
+    ...args: never[]
+  ) => unknown;
+  readonly method: string | symbol;
+  readonly options: IdempotentOptions<never>;
+  /** The undecorated method. */
+  readonly fn: (message: unknown, ctx: IdempotencyContext) => unknown;
+}
+
+/** What {@link IdempotencyHandler.execute} returns: the outcome, with the result to hand back. */
+export interface Execution extends IdempotencyOutcome {
+  /** The handler's result (`processed`, `takeover`) or the stored result (`duplicate`). */
+  readonly result?: unknown;
+}
+
+/** A plan compiled once per method and engine: options resolved and validated, scope fixed. */
+interface MethodPlan {
+  readonly label: string;
+  readonly scope: string;
+  readonly policy: ResolvedPolicy;
+  readonly options: IdempotentOptions<unknown>;
+  readonly transactional: boolean;
+  readonly fn: HandlerMethod['fn'];
+}
+
+/** Carries a handler's own throw through the store's transaction, so it is rethrown untouched. */
+class HandlerFailure {
+  constructor(readonly error: unknown) {}
+}
+
+/** Per call state that the steps share. */
+interface Call {
+  readonly plan: MethodPlan;
+  readonly self: unknown;
+  readonly message: unknown;
+  readonly attempt: number;
+  readonly maxAttempts: number | undefined;
+  readonly started: number;
+  cacheBypassed: boolean;
+}
+
+type Decided = Omit<Execution, 'handler' | 'scope' | 'attempt' | 'durationMs' | 'cacheBypassed'>;
+
+export class IdempotencyHandler {
+  private readonly plans = new WeakMap<object, Map<string | symbol, MethodPlan>>();
+  private readonly defaults: IdempotencyPolicyOptions;
+
+  constructor(private readonly deps: IdempotencyHandlerDeps) {
+    this.defaults = deps.defaults ?? {};
+    // Validates the module defaults at start-up, before any message arrives.
+    const policy = resolvePolicy(this.defaults);
+    this.warnShortTtl(policy, 'IdempotencyModule');
+  }
+
+  /**
+   * Runs one message through the engine and reports what became of it. Never throws for an outcome:
+   * `failed`, `inFlight` and `conflict` come back as values ({@link IdempotencyHandler.invoke} turns
+   * them into throws).
+   */
+  async execute(
+    target: HandlerMethod,
+    self: unknown,
+    message: unknown,
+    delivery?: unknown,
+  ): Promise<Execution> {
+    const plan = this.plan(target, self);
+    const info = isDeliveryInfo(delivery) ? delivery : undefined;
+    const call: Call = {
+      plan,
+      self,
+      message,
+      attempt: info?.attempt ?? readAttempt(plan.options, message),
+      maxAttempts: info?.maxAttempts,
+      started: this.deps.clock.now(),
+      cacheBypassed: false,
+    };
+    const decided = await this.decide(call);
+    const outcome: Execution = {
+      handler: plan.label,
+      scope: plan.scope,
+      attempt: call.attempt,
+      cacheBypassed: call.cacheBypassed,
+      durationMs: this.deps.clock.now() - call.started,
+      ...decided,
+    };
+    this.emit(outcome);
+    return outcome;
+  }
+
+  /**
+   * The path a decorated method takes: the handler's result on `processed`, the stored result on
+   * `duplicate`; throws {@link IdempotencyInFlightError}, {@link PayloadConflictError}, a store error, or
+   * the handler's own error otherwise, so that the broker redelivers.
+   */
+  async invoke(target: HandlerMethod, self: unknown, message: unknown, delivery?: unknown): Promise<unknown> {
+    const outcome = await this.execute(target, self, message, delivery);
+    switch (outcome.kind) {
+      case 'processed':
+      case 'takeover':
+      case 'duplicate':
+        return outcome.result;
+      case 'inFlight':
+        throw new IdempotencyInFlightError(outcome.token as TokenRef, outcome.record);
+      default:
+        throw outcome.error;
+    }
+  }
+
+  private async decide(call: Call): Promise<Decided> {
+    const { plan, message } = call;
+    let key: ReturnType<typeof canonicalKey>;
+    try {
+      key = canonicalKey(plan.options.key(message), plan.policy.maxKeyLength);
+    } catch (error) {
+      return { kind: 'failed', unprotected: false, error: new KeyFunctionError(plan.scope, error) };
+    }
+    if ('missing' in key) {
+      if (plan.policy.onMissingKey === 'process') return this.runUnprotected(call);
+      return {
+        kind: 'failed',
+        unprotected: false,
+        error: new MissingIdempotencyKeyError(plan.scope, key.missing),
+      };
+    }
+    const token: TokenRef = { scope: plan.scope, key: key.key };
+
+    let print: string | undefined;
+    try {
+      print = payloadFingerprint(plan.options, message);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      return {
+        kind: 'failed',
+        token,
+        unprotected: false,
+        error: new PayloadNotSerializableError(plan.scope, reason),
+      };
+    }
+
+    const cached = await this.readCache(call, token);
+    if (cached) return this.existing(call, token, print, 'cache', cached);
+
+    try {
+      const decided = plan.transactional
+        ? await this.transaction((tx) => this.claimAndRun(call, token, print, tx))
+        : await this.claimAndRun(call, token, print, undefined);
+      if ((decided.kind === 'processed' || decided.kind === 'takeover') && decided.completion) {
+        await this.writeCache(token, decided.completion, plan.policy.ttlMs);
+      }
+      const { completion: _completion, ...outcome } = decided;
+      return outcome;
+    } catch (failure) {
+      if (failure instanceof HandlerFailure)
+        return { kind: 'failed', token, unprotected: false, error: failure.error };
+      if (failure instanceof StoreUnavailableError && plan.policy.onStoreUnavailable === 'failOpen') {
+        this.deps.logger.warn('store unavailable: running the handler unprotected (failOpen)', {
+          handler: plan.label,
+          key: token.key,
+        });
+        return this.runUnprotected(call, token);
+      }
+      return { kind: 'failed', token, unprotected: false, error: failure };
+    }
+  }
+
+  /** Claim, run, complete; inside the store's transaction when `tx` is given. */
+  private async claimAndRun(
+    call: Call,
+    token: TokenRef,
+    print: string | undefined,
+    tx: unknown,
+  ): Promise<Decided & { completion?: CachedCompletion }> {
+    const { plan } = call;
+    const { store } = this.deps;
+    const owner = randomUUID();
+    const claim: ClaimResult = await this.storeCall('claim', token, () =>
+      store.claim({ token, owner, leaseMs: plan.policy.leaseMs, fingerprint: print }, tx),
+    );
+    if (claim.status === 'exists') {
+      if (claim.record.status === 'completed')
+        return this.existing(call, token, print, 'store', claim.record);
+      if (conflicting(claim.record.fingerprint, print))
+        return this.conflict(call, token, print, claim.record);
+      return { kind: 'inFlight', token, unprotected: false, record: claim.record };
+    }
+
+    const ctx: IdempotencyContext = {
+      token,
+      attempt: call.attempt,
+      replay: claim.takeover || call.attempt > 1,
+      takeover: claim.takeover,
+      fence: claim.record.fence,
+      trx: tx,
+      unprotected: false,
+    };
+    const keepAlive = this.keepAlive(token, owner, plan.policy, tx);
+    let result: unknown;
+    try {
+      result = await plan.fn.call(call.self, call.message, ctx);
+    } catch (error) {
+      keepAlive.stop();
+      if (tx !== undefined) throw new HandlerFailure(error); // the rollback releases the claim
+      return {
+        kind: 'failed',
+        token,
+        unprotected: false,
+        error,
+        releaseError: await this.release(call, token, owner),
+      };
+    }
+    keepAlive.stop();
+
+    let stored: string | undefined;
+    if (plan.policy.storeResult && result !== undefined) {
+      try {
+        stored = canonicalJson(result);
+      } catch (error) {
+        const failure = new ResultNotSerializableError(
+          token,
+          error instanceof Error ? error.message : String(error),
+        );
+        // In a transaction nothing has happened yet: roll back. In lease mode the effect is done and must
+        // not run again, so the record completes without its result.
+        if (tx !== undefined) throw new HandlerFailure(failure);
+        this.deps.logger.error(failure.message, { handler: plan.label });
+      }
+    }
+    const completed = await this.storeCall('complete', token, () =>
+      store.complete({ token, owner, ttlMs: plan.policy.ttlMs, result: stored }, tx),
+    );
+    if (!completed) {
+      const lost = new LeaseLostError(token, owner);
+      if (tx !== undefined) throw new HandlerFailure(lost);
+      return { kind: 'failed', token, unprotected: false, error: lost };
+    }
+    return {
+      kind: claim.takeover ? 'takeover' : 'processed',
+      token,
+      unprotected: false,
+      result,
+      completion: { fingerprint: print, result: stored },
+    };
+  }
+
+  /** A completed record (from the cache or the store): a duplicate, unless the payload differs. */
+  private existing(
+    call: Call,
+    token: TokenRef,
+    print: string | undefined,
+    tier: DuplicateTier,
+    found: CachedCompletion | IdempotencyRecord,
+  ): Decided {
+    const record = 'status' in found ? (found as IdempotencyRecord) : undefined;
+    if (conflicting(found.fingerprint, print))
+      return this.conflict(call, token, print, record, found.fingerprint);
+    return { kind: 'duplicate', token, tier, unprotected: false, record, result: parseResult(found.result) };
+  }
+
+  private conflict(
+    call: Call,
+    token: TokenRef,
+    print: string | undefined,
+    record: IdempotencyRecord | undefined,
+    expected = record?.fingerprint,
+  ): Decided {
+    const error = new PayloadConflictError(token, expected, print, record);
+    if (call.plan.policy.onConflict === 'duplicate') {
+      // Accepted as a duplicate; but a copy still in flight may yet fail, so it is never acked early.
+      if (record?.status === 'inProgress') return { kind: 'inFlight', token, unprotected: false, record };
+      return {
+        kind: 'duplicate',
+        token,
+        tier: record ? 'store' : 'cache',
+        unprotected: false,
+        record,
+        error,
+      };
+    }
+    return { kind: 'conflict', token, unprotected: false, record, error };
+  }
+
+  private async runUnprotected(call: Call, token?: TokenRef): Promise<Decided> {
+    const ctx: IdempotencyContext = {
+      token: token ?? { scope: call.plan.scope, key: '' },
+      attempt: call.attempt,
+      replay: call.attempt > 1,
+      takeover: false,
+      fence: 0,
+      trx: undefined,
+      unprotected: true,
+    };
+    try {
+      const result = await call.plan.fn.call(call.self, call.message, ctx);
+      return { kind: 'processed', token, unprotected: true, result };
+    } catch (error) {
+      return { kind: 'failed', token, unprotected: true, error };
+    }
+  }
+
+  private async transaction<T>(work: (tx: unknown) => Promise<T>): Promise<T> {
+    const { store } = this.deps;
+    try {
+      return await (store.transaction as NonNullable<IdempotencyStore['transaction']>)(work);
+    } catch (error) {
+      // Errors from our own steps and the handler pass through; the rest is begin/commit failing.
+      if (error instanceof HandlerFailure || error instanceof IdempotencyError) throw error;
+      throw new IdempotencyStoreError('transaction', undefined, error);
+    }
+  }
+
+  /** Renews the lease while the handler runs, so a slow but live handler is not taken over. */
+  private keepAlive(token: TokenRef, owner: string, policy: ResolvedPolicy, tx: unknown): { stop(): void } {
+    const { clock, store, logger } = this.deps;
+    let timer: unknown;
+    let stopped = false;
+    const tick = (): void => {
+      store.renew(token, owner, policy.leaseMs, tx).then(
+        (held) => {
+          if (!held) {
+            logger.warn('lease lost while the handler ran; its completion will be refused', {
+              key: token.key,
+            });
+            stopped = true;
+          }
+          if (!stopped) timer = clock.setTimeout(tick, policy.keepAliveMs);
+        },
+        (error: unknown) => {
+          logger.warn('lease renewal failed; retrying', { key: token.key, error: String(error) });
+          if (!stopped) timer = clock.setTimeout(tick, policy.keepAliveMs);
+        },
+      );
+    };
+    timer = clock.setTimeout(tick, policy.keepAliveMs);
+    return {
+      stop: () => {
+        stopped = true;
+        clock.clearTimeout(timer);
+      },
+    };
+  }
+
+  /** Lease mode, after a failed handler: releases the claim unless the policy keeps it. */
+  private async release(call: Call, token: TokenRef, owner: string): Promise<unknown> {
+    const { onFailure } = call.plan.policy;
+    const final = call.maxAttempts !== undefined && call.attempt >= call.maxAttempts;
+    if (onFailure === 'keep' || (onFailure === 'keepOnFinalAttempt' && final)) return undefined;
+    try {
+      await this.storeCall('release', token, () => this.deps.store.release(token, owner));
+      return undefined;
+    } catch (error) {
+      this.deps.logger.error('could not release a failed claim; it stays until its lease expires', {
+        key: token.key,
+        error: String(error),
+      });
+      return error;
+    }
+  }
+
+  /** Calls the store; anything it throws becomes a store error that names the step. */
+  private async storeCall<T>(step: StoreStep, token: TokenRef, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      if (error instanceof IdempotencyStoreError || error instanceof IdempotencyError) throw error;
+      throw new IdempotencyStoreError(step, token, error);
+    }
+  }
+
+  private async readCache(call: Call, token: TokenRef): Promise<CachedCompletion | undefined> {
+    try {
+      return await this.bounded(this.deps.cache.get(token), call.plan.policy.cacheTimeoutMs);
+    } catch (error) {
+      call.cacheBypassed = true;
+      this.deps.logger.debug('cache read failed; the store decides', {
+        key: token.key,
+        error: String(error),
+      });
+      return undefined;
+    }
+  }
+
+  private async writeCache(token: TokenRef, completion: CachedCompletion, ttlMs: number): Promise<void> {
+    try {
+      await this.bounded(this.deps.cache.set(token, completion, ttlMs), ttlMs);
+    } catch (error) {
+      // The store has committed: the cache is only an optimisation.
+      this.deps.logger.debug('cache write failed', { key: token.key, error: String(error) });
+    }
+  }
+
+  private bounded<T>(promise: Promise<T>, ms: number): Promise<T> {
+    const { clock } = this.deps;
+    return new Promise<T>((resolve, reject) => {
+      const timer = clock.setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+      promise.then(
+        (value) => {
+          clock.clearTimeout(timer);
+          resolve(value);
+        },
+        (error: unknown) => {
+          clock.clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  private emit(outcome: IdempotencyOutcome): void {
+    for (const listener of this.deps.listeners ?? []) {
+      try {
+        listener(outcome);
+      } catch (error) {
+        this.deps.logger.error('an outcome listener threw', { error: String(error) });
+      }
+    }
+  }
+
+  /** Resolves and validates a method's options once per engine. */
+  private plan(target: HandlerMethod, self: unknown): MethodPlan {
+    const runtime = (self as object | null)?.constructor ?? target.ctor;
+    let byMethod = this.plans.get(runtime);
+    if (!byMethod) {
+      byMethod = new Map();
+      this.plans.set(runtime, byMethod);
+    }
+    const known = byMethod.get(target.method);
+    if (known) return known;
+
+    const options = target.options as IdempotentOptions<unknown>;
+    const label = `${target.ctor.name}.${String(target.method)}`;
+    const policy = resolvePolicy(this.defaults, options);
+    const group = getMessageListener(runtime as HandlerMethod['ctor'])?.consumerGroup;
+    const name = options.scope ?? `${group ? `${group}:` : ''}${label}`;
+    if (policy.mode === 'transactional' && !this.deps.store.transaction) {
+      throw new IdempotencyStoreError(
+        'transaction',
+        undefined,
+        new Error(`${label} asks for mode 'transactional' but the bound store has no transactions`),
+      );
+    }
+    this.warnShortTtl(policy, label);
+    const plan: MethodPlan = {
+      label,
+      scope: buildScope(name, options.scopeVersion ?? 1),
+      policy,
+      options,
+      transactional: policy.mode !== 'lease' && this.deps.store.transaction !== undefined,
+      fn: target.fn,
+    };
+    byMethod.set(target.method, plan);
+    return plan;
+  }
+
+  private warnShortTtl(policy: ResolvedPolicy, where: string): void {
+    if (policy.ttlMs < REDELIVERY_HORIZON_MS) {
+      this.deps.logger.warn(
+        `${where}: ttlMs ${policy.ttlMs} is shorter than RocketMQ's redelivery horizon (${REDELIVERY_HORIZON_MS} ms); ` +
+          'a late redelivery would run again',
+        { ttlMs: policy.ttlMs },
+      );
+    }
+  }
+}
+
+function conflicting(stored: string | undefined, incoming: string | undefined): boolean {
+  return stored !== undefined && incoming !== undefined && stored !== incoming;
+}
+
+function parseResult(text: string | undefined): unknown {
+  return text === undefined ? undefined : JSON.parse(text);
+}
+
+function payloadFingerprint(options: IdempotentOptions<unknown>, message: unknown): string | undefined {
+  if (options.fingerprint === false) return undefined;
+  if (options.fingerprint) return fingerprint(options.fingerprint(message));
+  if (typeof message === 'object' && message !== null && 'body' in message) {
+    const body = (message as { body: unknown }).body;
+    return body === undefined ? undefined : fingerprint(body);
+  }
+  return undefined;
+}
+
+function readAttempt(options: IdempotentOptions<unknown>, message: unknown): number {
+  const raw = options.attempt
+    ? options.attempt(message)
+    : typeof message === 'object' && message !== null
+      ? (message as { deliveryAttempt?: unknown }).deliveryAttempt
+      : undefined;
+  return typeof raw === 'number' && Number.isInteger(raw) && raw >= 1 ? raw : 1;
+}

@@ -1,0 +1,69 @@
+/**
+ * `@Idempotent`: records the method's options, asks the container to hand each instance the engine,
+ * and routes calls through it. An instance the container did not create fails loudly instead of
+ * running unprotected.
+ */
+import { inject } from 'inversify';
+import type { IdempotencyContext } from './context.js';
+import { IdempotencyNotConfiguredError, InvalidOptionError } from './errors.js';
+import type { HandlerMethod, IdempotencyHandler } from './idempotency-handler.js';
+import { HANDLER_PROPERTY, setIdempotentOptions } from './metadata.js';
+import { type IdempotentOptions, validateIdempotentOptions } from './options.js';
+import { IDEMPOTENCY_HANDLER } from './tokens.js';
+
+const ENGINE_INJECTED = Symbol.for('idempotent-mq:engine-injected');
+
+/** A method `@Idempotent` can decorate: `(message, ctx) => Promise<result>`. */
+// biome-ignore lint/suspicious/noExplicitAny: the context's transaction type is the store's, chosen by the user.
+export type IdempotentMethod<M> = (message: M, ctx: IdempotencyContext<any>) => Promise<unknown>;
+
+/**
+ * Makes a consumer method idempotent on the key that `options.key` reads from the message.
+ *
+ * The class must be resolved from an inversify container that loaded `IdempotencyModule`. Call the
+ * method with the message (and, from a transport, a `deliveryInfo`); the handler receives the message
+ * and an {@link IdempotencyContext}.
+ *
+ * @example
+ * ```ts
+ * @injectable()
+ * class PaymentConsumer {
+ *   @Idempotent({ key: (m: Message) => m.keys })
+ *   async onMessage(m: Message, ctx: IdempotencyContext) { ... }
+ * }
+ * ```
+ */
+export function Idempotent<M>(options: IdempotentOptions<M>) {
+  return <T extends IdempotentMethod<M>>(
+    target: object,
+    method: string | symbol,
+    descriptor: TypedPropertyDescriptor<T>,
+  ): TypedPropertyDescriptor<T> => {
+    const ctor = target.constructor as HandlerMethod['ctor'];
+    const label = `${ctor.name}.${String(method)}`;
+    validateIdempotentOptions(options as IdempotentOptions<never>, `@Idempotent(${label})`);
+    const original = descriptor.value;
+    if (typeof original !== 'function') {
+      throw new InvalidOptionError(`@Idempotent(${label})`, 'a method', original);
+    }
+    setIdempotentOptions(ctor, method, options as IdempotentOptions<never>);
+    if (!Reflect.hasOwnMetadata(ENGINE_INJECTED, ctor)) {
+      // Property injection: every instance the container creates receives its engine here.
+      inject(IDEMPOTENCY_HANDLER)(target, HANDLER_PROPERTY);
+      Reflect.defineMetadata(ENGINE_INJECTED, true, ctor);
+    }
+    const handlerMethod: HandlerMethod = {
+      ctor,
+      method,
+      options: options as IdempotentOptions<never>,
+      fn: original as HandlerMethod['fn'],
+    };
+    const wrapped = function (this: unknown, message: M, delivery?: unknown): Promise<unknown> {
+      const engine = (this as { [HANDLER_PROPERTY]?: IdempotencyHandler } | undefined)?.[HANDLER_PROPERTY];
+      if (!engine) return Promise.reject(new IdempotencyNotConfiguredError(label));
+      return engine.invoke(handlerMethod, this, message, delivery);
+    };
+    Object.defineProperty(wrapped, 'name', { value: original.name });
+    return { ...descriptor, value: wrapped as unknown as T };
+  };
+}

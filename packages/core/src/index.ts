@@ -1,0 +1,84 @@
+/** @idempotent-mq/core: the engine, its decorator, ports, memory adapters and the inversify module. */
+export { BaseIdempotencyStore, type BaseIdempotencyStoreOptions } from './base-idempotency-store.js';
+export {
+  type DeliveryInfo,
+  deliveryInfo,
+  type IdempotencyContext,
+  type IdempotentView,
+  idempotentView,
+  isDeliveryInfo,
+} from './context.js';
+export {
+  IdempotencyError,
+  type IdempotencyErrorCode,
+  IdempotencyInFlightError,
+  IdempotencyNotConfiguredError,
+  IdempotencyStoreError,
+  InconsistentStateError,
+  InvalidOptionError,
+  KeyFunctionError,
+  LeaseLostError,
+  MissingIdempotencyKeyError,
+  PayloadConflictError,
+  PayloadNotSerializableError,
+  ResultNotSerializableError,
+  type StoreStep,
+  StoreUnavailableError,
+} from './errors.js';
+export { canonicalJson, fingerprint } from './fingerprint.js';
+export { IdempotencyModule, type IdempotencyModuleOptions } from './idempotency.module.js';
+export {
+  type Execution,
+  type HandlerMethod,
+  IdempotencyHandler,
+  type IdempotencyHandlerDeps,
+} from './idempotency-handler.js';
+export { Idempotent, type IdempotentMethod } from './idempotent.decorator.js';
+export {
+  MemoryIdempotencyCache,
+  type MemoryIdempotencyCacheOptions,
+} from './memory/memory-idempotency-cache.js';
+export {
+  MemoryIdempotencyStore,
+  type MemoryIdempotencyStoreOptions,
+  MemoryTransaction,
+} from './memory/memory-idempotency-store.js';
+export {
+  getIdempotentMethods,
+  getIdempotentOptions,
+  getMessageListener,
+  type MessageListenerMetadata,
+  setMessageListener,
+} from './metadata.js';
+export {
+  DEFAULT_POLICY,
+  type IdempotencyMode,
+  type IdempotencyPolicyOptions,
+  type IdempotentOptions,
+  REDELIVERY_HORIZON_MS,
+  validateIdempotentOptions,
+  validatePolicy,
+} from './options.js';
+export type { DuplicateTier, IdempotencyOutcome, OutcomeKind, OutcomeListener } from './outcome.js';
+export { type Clock, SystemClock } from './ports/clock.js';
+export type { CachedCompletion, IdempotencyCache } from './ports/idempotency-cache.js';
+export type {
+  ClaimRequest,
+  ClaimResult,
+  CompleteRequest,
+  IdempotencyRecord,
+  IdempotencyStore,
+  RecordStatus,
+  TokenRef,
+} from './ports/idempotency-store.js';
+export { ConsoleLogger, type IdempotencyLogger } from './ports/logger.js';
+export { buildScope, canonicalKey, type IdempotencyKeyValue, tokenId } from './token.js';
+export {
+  IDEMPOTENCY_CACHE,
+  IDEMPOTENCY_CLOCK,
+  IDEMPOTENCY_HANDLER,
+  IDEMPOTENCY_LOGGER,
+  IDEMPOTENCY_OPTIONS,
+  IDEMPOTENCY_OUTCOME_LISTENER,
+  IDEMPOTENCY_STORE,
+} from './tokens.js';

@@ -1,0 +1,69 @@
+/** A bounded LRU of completed tokens with per-entry TTL: the default cache, and a local tier. */
+import { InvalidOptionError } from '../errors.js';
+import { type Clock, SystemClock } from '../ports/clock.js';
+import type { CachedCompletion, IdempotencyCache } from '../ports/idempotency-cache.js';
+import type { TokenRef } from '../ports/idempotency-store.js';
+import { tokenId } from '../token.js';
+
+export interface MemoryIdempotencyCacheOptions {
+  /** The most entries kept; the least recently used go first. @defaultValue 10 000 */
+  maxEntries?: number;
+  /** @defaultValue the system clock */
+  clock?: Clock;
+}
+
+interface Entry {
+  readonly value: CachedCompletion;
+  readonly expiresAt: number;
+}
+
+export class MemoryIdempotencyCache implements IdempotencyCache {
+  // A Map iterates in insertion order: re-inserting on read keeps the least recent first.
+  private readonly entries = new Map<string, Entry>();
+  private readonly maxEntries: number;
+  private readonly clock: Clock;
+
+  constructor(options: MemoryIdempotencyCacheOptions = {}) {
+    const max = options.maxEntries ?? 10_000;
+    if (!Number.isInteger(max) || max < 1)
+      throw new InvalidOptionError('maxEntries', 'a positive integer', max);
+    this.maxEntries = max;
+    this.clock = options.clock ?? new SystemClock();
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  async get(token: TokenRef): Promise<CachedCompletion | undefined> {
+    return this.read(token);
+  }
+
+  async getMany(tokens: readonly TokenRef[]): Promise<(CachedCompletion | undefined)[]> {
+    return tokens.map((token) => this.read(token));
+  }
+
+  async set(token: TokenRef, value: CachedCompletion, ttlMs: number): Promise<void> {
+    const id = tokenId(token);
+    this.entries.delete(id);
+    this.entries.set(id, { value, expiresAt: this.clock.now() + ttlMs });
+    while (this.entries.size > this.maxEntries) {
+      const oldest = this.entries.keys().next().value as string;
+      this.entries.delete(oldest);
+    }
+  }
+
+  async delete(token: TokenRef): Promise<void> {
+    this.entries.delete(tokenId(token));
+  }
+
+  private read(token: TokenRef): CachedCompletion | undefined {
+    const id = tokenId(token);
+    const entry = this.entries.get(id);
+    if (!entry) return undefined;
+    this.entries.delete(id);
+    if (entry.expiresAt <= this.clock.now()) return undefined;
+    this.entries.set(id, entry);
+    return entry.value;
+  }
+}

@@ -1,0 +1,231 @@
+/**
+ * An in-process store with the same contract as the SQL store: atomic claims, leases, fencing, and
+ * transactions whose claim, business writes and completion commit or roll back together.
+ */
+import { BaseIdempotencyStore, type BaseIdempotencyStoreOptions } from '../base-idempotency-store.js';
+import { LeaseLostError } from '../errors.js';
+import { type Clock, SystemClock } from '../ports/clock.js';
+import type {
+  ClaimRequest,
+  CompleteRequest,
+  IdempotencyRecord,
+  TokenRef,
+} from '../ports/idempotency-store.js';
+import { tokenId } from '../token.js';
+
+/**
+ * The transaction a memory store hands to handlers as `ctx.trx`. Register your own in-memory effects'
+ * commit and undo steps on it, so they commit or roll back with the token.
+ */
+export class MemoryTransaction {
+  private readonly undo: (() => void)[] = [];
+  private readonly staged: (() => void)[] = [];
+  private readonly commitHooks: (() => void)[] = [];
+  private readonly rollbackHooks: (() => void)[] = [];
+  private state: 'open' | 'committed' | 'rolledBack' = 'open';
+
+  /** Runs `fn` when the transaction commits. */
+  onCommit(fn: () => void): void {
+    this.assertOpen();
+    this.commitHooks.push(fn);
+  }
+
+  /** Runs `fn` when the transaction rolls back (undo your effect here). */
+  onRollback(fn: () => void): void {
+    this.assertOpen();
+    this.rollbackHooks.push(fn);
+  }
+
+  get isOpen(): boolean {
+    return this.state === 'open';
+  }
+
+  /** @internal */
+  recordUndo(fn: () => void): void {
+    this.undo.push(fn);
+  }
+
+  /** @internal */
+  stage(fn: () => void): void {
+    this.staged.push(fn);
+  }
+
+  /** @internal Applies the staged writes; a staged write that throws rolls everything back. */
+  commit(): void {
+    this.assertOpen();
+    try {
+      for (const apply of this.staged) apply();
+    } catch (error) {
+      this.rollback();
+      throw error;
+    }
+    this.state = 'committed';
+    for (const hook of this.commitHooks) hook();
+  }
+
+  /** @internal */
+  rollback(): void {
+    if (this.state !== 'open') return;
+    this.state = 'rolledBack';
+    for (const fn of this.undo.reverse()) fn();
+    for (const hook of this.rollbackHooks.reverse()) hook();
+  }
+
+  private assertOpen(): void {
+    if (this.state !== 'open') throw new Error(`the transaction is already ${this.state}`);
+  }
+}
+
+export interface MemoryIdempotencyStoreOptions extends BaseIdempotencyStoreOptions {
+  /** The store's clock: leases and retention are compared against it. @defaultValue the system clock */
+  clock?: Clock;
+}
+
+type MutableRecord = { -readonly [K in keyof IdempotencyRecord]: IdempotencyRecord[K] };
+
+export class MemoryIdempotencyStore extends BaseIdempotencyStore<MemoryTransaction> {
+  private readonly records = new Map<string, MutableRecord>();
+  private readonly clock: Clock;
+
+  constructor(options: MemoryIdempotencyStoreOptions = {}) {
+    super(options);
+    this.clock = options.clock ?? new SystemClock();
+  }
+
+  /** How many records are held (completed and in progress, expired ones not yet purged included). */
+  get size(): number {
+    return this.records.size;
+  }
+
+  async transaction<T>(work: (tx: MemoryTransaction) => Promise<T>): Promise<T> {
+    const tx = new MemoryTransaction();
+    let result: T;
+    try {
+      result = await work(tx);
+    } catch (error) {
+      tx.rollback();
+      throw error;
+    }
+    tx.commit();
+    return result;
+  }
+
+  protected async insertIfAbsent(
+    request: ClaimRequest,
+    tx?: MemoryTransaction,
+  ): Promise<IdempotencyRecord | undefined> {
+    const id = tokenId(request.token);
+    if (this.records.has(id)) return undefined;
+    const record = this.newClaim(request, 1);
+    this.records.set(id, record);
+    tx?.recordUndo(() => {
+      if (this.records.get(id) === record) this.records.delete(id);
+    });
+    return { ...record };
+  }
+
+  protected async takeOverIfExpired(
+    request: ClaimRequest,
+    tx?: MemoryTransaction,
+  ): Promise<{ record: IdempotencyRecord; takeover: boolean } | undefined> {
+    const id = tokenId(request.token);
+    const previous = this.records.get(id);
+    if (!previous || !this.isExpired(previous)) return undefined;
+    const record = this.newClaim(request, previous.status === 'inProgress' ? previous.fence + 1 : 1);
+    this.records.set(id, record);
+    tx?.recordUndo(() => {
+      if (this.records.get(id) === record) this.records.set(id, previous);
+    });
+    return { record: { ...record }, takeover: previous.status === 'inProgress' };
+  }
+
+  protected async find(token: TokenRef): Promise<IdempotencyRecord | undefined> {
+    const record = this.records.get(tokenId(token));
+    return record ? { ...record } : undefined;
+  }
+
+  async renew(token: TokenRef, owner: string, leaseMs: number): Promise<boolean> {
+    const record = this.held(token, owner);
+    if (!record) return false;
+    record.leaseExpiresAt = this.clock.now() + leaseMs;
+    return true;
+  }
+
+  async complete(request: CompleteRequest, tx?: MemoryTransaction): Promise<boolean> {
+    if (!this.held(request.token, request.owner)) return false;
+    const apply = (): void => {
+      const record = this.held(request.token, request.owner);
+      if (!record) throw new LeaseLostError(request.token, request.owner);
+      const now = this.clock.now();
+      record.status = 'completed';
+      record.leaseExpiresAt = undefined;
+      record.result = request.result;
+      record.completedAt = now;
+      record.expiresAt = now + request.ttlMs;
+    };
+    // Others keep seeing the claim in progress until the transaction commits.
+    if (tx) tx.stage(apply);
+    else apply();
+    return true;
+  }
+
+  async release(token: TokenRef, owner: string): Promise<boolean> {
+    if (!this.held(token, owner)) return false;
+    this.records.delete(tokenId(token));
+    return true;
+  }
+
+  async get(token: TokenRef): Promise<IdempotencyRecord | undefined> {
+    const record = this.records.get(tokenId(token));
+    return record && !(record.status === 'completed' && this.isExpired(record)) ? { ...record } : undefined;
+  }
+
+  async getMany(tokens: readonly TokenRef[]): Promise<(IdempotencyRecord | undefined)[]> {
+    return Promise.all(tokens.map((token) => this.get(token)));
+  }
+
+  async purgeExpired(options: { readonly batchSize?: number } = {}): Promise<number> {
+    const batchSize = options.batchSize ?? 1000;
+    let purged = 0;
+    let batch: string[];
+    do {
+      batch = [];
+      for (const [id, record] of this.records) {
+        if (record.status === 'completed' && this.isExpired(record)) batch.push(id);
+        if (batch.length >= batchSize) break;
+      }
+      for (const id of batch) this.records.delete(id);
+      purged += batch.length;
+      // Yield between batches, as a SQL store releases its locks between them.
+      await Promise.resolve();
+    } while (batch.length === batchSize);
+    return purged;
+  }
+
+  private newClaim(request: ClaimRequest, fence: number): MutableRecord {
+    const now = this.clock.now();
+    return {
+      scope: request.token.scope,
+      key: request.token.key,
+      status: 'inProgress',
+      owner: request.owner,
+      fence,
+      leaseExpiresAt: now + request.leaseMs,
+      fingerprint: request.fingerprint,
+      createdAt: now,
+    };
+  }
+
+  /** The record, if `owner` holds a claim on it that is still in progress. */
+  private held(token: TokenRef, owner: string): MutableRecord | undefined {
+    const record = this.records.get(tokenId(token));
+    return record && record.status === 'inProgress' && record.owner === owner ? record : undefined;
+  }
+
+  private isExpired(record: IdempotencyRecord): boolean {
+    const now = this.clock.now();
+    return record.status === 'inProgress'
+      ? (record.leaseExpiresAt ?? 0) <= now
+      : record.expiresAt !== undefined && record.expiresAt <= now;
+  }
+}

@@ -1,0 +1,247 @@
+/**
+ * Options of `@Idempotent` and of `IdempotencyModule`, their defaults, and their validation. Options are
+ * validated once, at start-up (decoration and module load), and an invalid one names itself.
+ */
+import { InvalidOptionError } from './errors.js';
+import type { IdempotencyKeyValue } from './token.js';
+import { MIN_KEY_LENGTH } from './token.js';
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+
+/**
+ * How long RocketMQ keeps redelivering a message that keeps failing: the 16 default retry delays
+ * (10s 30s 1m 2m … 10m 20m 30m 1h 2h), about 4 h 46 min. A record must outlive it.
+ */
+export const REDELIVERY_HORIZON_MS =
+  10 * SECOND + 30 * SECOND + (1 + 2 + 3 + 4 + 5 + 6 + 7 + 8 + 9 + 10 + 20 + 30) * MINUTE + 3 * HOUR;
+
+/** How a method's copies are run. */
+export type IdempotencyMode = 'auto' | 'transactional' | 'lease';
+
+/**
+ * Options shared by `@Idempotent` and the module-wide defaults. Every field is optional; a method's
+ * options override the module's.
+ */
+export interface IdempotencyPolicyOptions {
+  /**
+   * How long a completed record is kept. Keep it longer than the broker may redeliver.
+   * @defaultValue 7 days (RocketMQ keeps messages 3 days and retries for ~4 h 46 min)
+   */
+  ttlMs?: number;
+  /**
+   * How long a claim is held without renewal before another copy may take it over.
+   * @defaultValue 60 000 ms
+   */
+  leaseMs?: number;
+  /**
+   * How often a running handler renews its lease. Must be shorter than `leaseMs`.
+   * @defaultValue a third of `leaseMs`
+   */
+  keepAliveMs?: number;
+  /**
+   * `transactional`: claim, handler and completion in one store transaction, handed over as `ctx.trx`.
+   * `lease`: the claim commits first; for effects outside the store. `auto`: transactional when the
+   * store has transactions.
+   * @defaultValue `'auto'`
+   */
+  mode?: IdempotencyMode;
+  /**
+   * A message without a usable key: `reject` throws {@link MissingIdempotencyKeyError}; `process` runs
+   * it unprotected (and says so in the outcome event).
+   * @defaultValue `'reject'`
+   */
+  onMissingKey?: 'reject' | 'process';
+  /**
+   * A known key with a different payload: `reject` throws {@link PayloadConflictError}; `duplicate`
+   * treats it as a duplicate.
+   * @defaultValue `'reject'`
+   */
+  onConflict?: 'reject' | 'duplicate';
+  /**
+   * When the handler fails (lease mode): `release` the claim so the redelivery runs at once; `keep` it
+   * until its lease expires; `keepOnFinalAttempt`: release, except on the final delivery attempt.
+   * In transactional mode the rollback always releases.
+   * @defaultValue `'release'`
+   */
+  onFailure?: 'release' | 'keep' | 'keepOnFinalAttempt';
+  /**
+   * The store cannot be reached: `failClosed` fails the message so the broker redelivers it later;
+   * `failOpen` runs the handler unprotected.
+   * @defaultValue `'failClosed'`
+   */
+  onStoreUnavailable?: 'failClosed' | 'failOpen';
+  /**
+   * Keep the handler's JSON result and hand it back on a duplicate.
+   * @defaultValue `false`
+   */
+  storeResult?: boolean;
+  /**
+   * Keys longer than this (in code points) are stored as a prefix and a SHA-256 of the whole key.
+   * @defaultValue 250
+   */
+  maxKeyLength?: number;
+  /**
+   * A cache call slower than this is abandoned and the store decides.
+   * @defaultValue 100 ms
+   */
+  cacheTimeoutMs?: number;
+}
+
+/** The options of one `@Idempotent` method. */
+export interface IdempotentOptions<M = unknown> extends IdempotencyPolicyOptions {
+  /** The idempotency key: a business key the producer sets, never the broker's message id. */
+  key: (message: M) => IdempotencyKeyValue;
+  /**
+   * The key space. Defaults to `<consumer group>:<Class>.<method>`; set it so that a rename does not
+   * change the key space, or so that two handlers deliberately share one.
+   */
+  scope?: string;
+  /**
+   * Prefixed to the scope (`v1:`): bump it to start a fresh key space on purpose.
+   * @defaultValue 1
+   */
+  scopeVersion?: number | string;
+  /**
+   * What must be equal for a copy to count as a duplicate rather than a conflict. `false` turns the
+   * check off.
+   * @defaultValue the message's `body` when it has one, else no check
+   */
+  fingerprint?: ((message: M) => unknown) | false;
+  /**
+   * Which delivery this is (1 for the first). Read from the delivery the transport passes when there
+   * is one.
+   * @defaultValue `message.deliveryAttempt`, else 1
+   */
+  attempt?: (message: M) => number | undefined;
+}
+
+/** Every policy option with its default filled in. */
+export type ResolvedPolicy = Required<Omit<IdempotencyPolicyOptions, 'keepAliveMs'>> & {
+  keepAliveMs: number;
+};
+
+export const DEFAULT_POLICY: Readonly<Required<Omit<IdempotencyPolicyOptions, 'keepAliveMs'>>> =
+  Object.freeze({
+    ttlMs: 7 * DAY,
+    leaseMs: MINUTE,
+    mode: 'auto',
+    onMissingKey: 'reject',
+    onConflict: 'reject',
+    onFailure: 'release',
+    onStoreUnavailable: 'failClosed',
+    storeResult: false,
+    maxKeyLength: 250,
+    cacheTimeoutMs: 100,
+  });
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const ENUMS: Record<string, readonly string[]> = {
+  mode: ['auto', 'transactional', 'lease'],
+  onMissingKey: ['reject', 'process'],
+  onConflict: ['reject', 'duplicate'],
+  onFailure: ['release', 'keep', 'keepOnFinalAttempt'],
+  onStoreUnavailable: ['failClosed', 'failOpen'],
+};
+
+/** Checks the policy options that are set; `where` prefixes the option name in the error. */
+export function validatePolicy(options: IdempotencyPolicyOptions, where: string): void {
+  const name = (o: string) => (where ? `${where}.${o}` : o);
+  integer(options.ttlMs, name('ttlMs'), 1, Number.MAX_SAFE_INTEGER);
+  integer(options.leaseMs, name('leaseMs'), 10, MAX_TIMER_MS);
+  integer(options.keepAliveMs, name('keepAliveMs'), 1, MAX_TIMER_MS);
+  integer(options.maxKeyLength, name('maxKeyLength'), MIN_KEY_LENGTH, 10_000);
+  integer(options.cacheTimeoutMs, name('cacheTimeoutMs'), 1, 60_000);
+  for (const [option, accepted] of Object.entries(ENUMS)) {
+    const value = (options as Record<string, unknown>)[option];
+    if (value !== undefined && !accepted.includes(value as string)) {
+      throw new InvalidOptionError(name(option), `one of ${accepted.map((a) => `'${a}'`).join(', ')}`, value);
+    }
+  }
+  if (options.storeResult !== undefined && typeof options.storeResult !== 'boolean') {
+    throw new InvalidOptionError(name('storeResult'), 'a boolean', options.storeResult);
+  }
+  if (
+    options.keepAliveMs !== undefined &&
+    options.leaseMs !== undefined &&
+    options.keepAliveMs >= options.leaseMs
+  ) {
+    throw new InvalidOptionError(
+      name('keepAliveMs'),
+      `less than leaseMs (${options.leaseMs})`,
+      options.keepAliveMs,
+    );
+  }
+}
+
+/** Checks the options of one `@Idempotent` method. */
+export function validateIdempotentOptions(options: IdempotentOptions<never>, where: string): void {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidOptionError(where, 'an options object with a key function', options);
+  }
+  if (typeof options.key !== 'function') {
+    throw new InvalidOptionError(`${where}.key`, 'a function (message) => string | string[]', options.key);
+  }
+  if (
+    options.scope !== undefined &&
+    (typeof options.scope !== 'string' || options.scope.trim() === '' || options.scope.length > 150)
+  ) {
+    throw new InvalidOptionError(
+      `${where}.scope`,
+      'a non-empty string of at most 150 characters',
+      options.scope,
+    );
+  }
+  const version = options.scopeVersion;
+  if (
+    version !== undefined &&
+    !(typeof version === 'number'
+      ? Number.isInteger(version) && version >= 0
+      : /^[\w.-]{1,20}$/.test(String(version)))
+  ) {
+    throw new InvalidOptionError(
+      `${where}.scopeVersion`,
+      'a non-negative integer or a short [A-Za-z0-9_.-] string',
+      version,
+    );
+  }
+  if (
+    options.fingerprint !== undefined &&
+    options.fingerprint !== false &&
+    typeof options.fingerprint !== 'function'
+  ) {
+    throw new InvalidOptionError(`${where}.fingerprint`, 'a function or false', options.fingerprint);
+  }
+  if (options.attempt !== undefined && typeof options.attempt !== 'function') {
+    throw new InvalidOptionError(`${where}.attempt`, 'a function (message) => number', options.attempt);
+  }
+  validatePolicy(options, where);
+}
+
+/** Fills in defaults: method options over module options over {@link DEFAULT_POLICY}. */
+export function resolvePolicy(...layers: IdempotencyPolicyOptions[]): ResolvedPolicy {
+  const merged: Record<string, unknown> = { ...DEFAULT_POLICY };
+  for (const layer of layers) {
+    for (const [k, v] of Object.entries(layer)) if (v !== undefined && k in DEFAULT_POLICY) merged[k] = v;
+  }
+  const policy = merged as Required<Omit<IdempotencyPolicyOptions, 'keepAliveMs'>>;
+  const keepAlive = layers.reduce<number | undefined>((acc, l) => l.keepAliveMs ?? acc, undefined);
+  const resolved = { ...policy, keepAliveMs: keepAlive ?? Math.max(1, Math.floor(policy.leaseMs / 3)) };
+  if (resolved.keepAliveMs >= resolved.leaseMs) {
+    throw new InvalidOptionError(
+      'keepAliveMs',
+      `less than leaseMs (${resolved.leaseMs})`,
+      resolved.keepAliveMs,
+    );
+  }
+  return resolved;
+}
+
+function integer(value: number | undefined, option: string, min: number, max: number): void {
+  if (value === undefined) return;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidOptionError(option, `an integer from ${min} to ${max}`, value);
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * The store port: the source of truth for each token. Adapters (memory, SQL, Redis, your own) implement
+ * it; most build on {@link BaseIdempotencyStore}, which writes the claim lifecycle once.
+ */
+
+/** Scope + key: what must happen once. `scope` keeps handlers' key spaces apart. */
+export interface TokenRef {
+  readonly scope: string;
+  readonly key: string;
+}
+
+/** `inProgress`: claimed by an owner under a lease. `completed`: the effect has committed. */
+export type RecordStatus = 'inProgress' | 'completed';
+
+/** One token's row, as the store keeps it. Times are epoch milliseconds on the store's own clock. */
+export interface IdempotencyRecord {
+  readonly scope: string;
+  readonly key: string;
+  readonly status: RecordStatus;
+  /** Unique per claim: the fencing token. Only the owner that holds the claim may complete or renew it. */
+  readonly owner: string;
+  /** Counts the claims of this row: 1 for the first, +1 on each takeover. */
+  readonly fence: number;
+  /** When an in-progress claim may be taken over, unless renewed. */
+  readonly leaseExpiresAt?: number;
+  /** Hash of the canonical payload, to tell a true duplicate from a key reused for other data. */
+  readonly fingerprint?: string;
+  /** The handler's result as JSON text, when results are stored. */
+  readonly result?: string;
+  readonly createdAt: number;
+  readonly completedAt?: number;
+  /** When a completed record may be forgotten (retention). */
+  readonly expiresAt?: number;
+}
+
+/** What the engine asks for when it claims a token. */
+export interface ClaimRequest {
+  readonly token: TokenRef;
+  /** A fresh unique owner id for this claim. */
+  readonly owner: string;
+  /** Lease length; the store adds it to its own clock. */
+  readonly leaseMs: number;
+  readonly fingerprint?: string;
+}
+
+/**
+ * - `claimed`: this owner holds the token now (`takeover`: an expired claim was taken over).
+ * - `exists`: another record stands: completed, or a live claim by another owner.
+ */
+export type ClaimResult =
+  | { readonly status: 'claimed'; readonly record: IdempotencyRecord; readonly takeover: boolean }
+  | { readonly status: 'exists'; readonly record: IdempotencyRecord };
+
+/** Completes a claim: fenced on `owner`. */
+export interface CompleteRequest {
+  readonly token: TokenRef;
+  readonly owner: string;
+  /** Retention of the completed record. */
+  readonly ttlMs: number;
+  readonly result?: string;
+}
+
+/**
+ * The store port. Every method that takes `tx` runs inside that transaction when it is given (stores
+ * with {@link IdempotencyStore.transaction}); without it each call is atomic on its own.
+ *
+ * Errors: throw {@link StoreUnavailableError} when the store cannot be reached (the engine then applies
+ * its fail-closed / fail-open policy); anything else is treated as a store failure, never as a duplicate.
+ */
+export interface IdempotencyStore<Tx = unknown> {
+  /**
+   * Runs `work` in one transaction and commits when it resolves, rolls back when it rejects. Present only
+   * on stores that have transactions; the engine then runs claim, handler and completion inside it and
+   * hands `tx` to the handler as `ctx.trx`.
+   */
+  transaction?<T>(work: (tx: Tx) => Promise<T>): Promise<T>;
+  /** Atomically claims the token unless a completed record or a live claim stands. */
+  claim(request: ClaimRequest, tx?: Tx): Promise<ClaimResult>;
+  /** Extends a live claim held by `owner`; `false` when the claim is no longer this owner's. */
+  renew(token: TokenRef, owner: string, leaseMs: number, tx?: Tx): Promise<boolean>;
+  /** Marks the claim completed if `owner` still holds it; `false` (and no write) otherwise. */
+  complete(request: CompleteRequest, tx?: Tx): Promise<boolean>;
+  /** Deletes the claim if `owner` still holds it and it is in progress; `false` otherwise. */
+  release(token: TokenRef, owner: string, tx?: Tx): Promise<boolean>;
+  /** The live record of a token, if any (expired records read as absent). */
+  get(token: TokenRef, tx?: Tx): Promise<IdempotencyRecord | undefined>;
+  /** Many tokens in one round trip where the store allows it; the answer is aligned with `tokens`. */
+  getMany(tokens: readonly TokenRef[]): Promise<(IdempotencyRecord | undefined)[]>;
+  /** Deletes expired completed records in bounded batches; resolves to how many were deleted. */
+  purgeExpired(options?: { readonly batchSize?: number }): Promise<number>;
+}

@@ -1,0 +1,30 @@
+/**
+ * inversify service identifiers of the engine. Swap an implementation by rebinding one of them:
+ * `container.rebind(IDEMPOTENCY_STORE).toConstantValue(new KnexIdempotencyStore(knex))`.
+ */
+import type { ServiceIdentifier } from 'inversify';
+import type { IdempotencyModuleOptions } from './idempotency.module.js';
+import type { IdempotencyHandler } from './idempotency-handler.js';
+import type { OutcomeListener } from './outcome.js';
+import type { Clock } from './ports/clock.js';
+import type { IdempotencyCache } from './ports/idempotency-cache.js';
+import type { IdempotencyStore } from './ports/idempotency-store.js';
+import type { IdempotencyLogger } from './ports/logger.js';
+
+/** The {@link IdempotencyStore}: memory by default. */
+export const IDEMPOTENCY_STORE: ServiceIdentifier<IdempotencyStore> = Symbol.for('idempotent-mq.store');
+/** The {@link IdempotencyCache}: memory by default. Bind `null`-free: a cache is always present. */
+export const IDEMPOTENCY_CACHE: ServiceIdentifier<IdempotencyCache> = Symbol.for('idempotent-mq.cache');
+/** The {@link Clock}: the system clock by default. */
+export const IDEMPOTENCY_CLOCK: ServiceIdentifier<Clock> = Symbol.for('idempotent-mq.clock');
+/** The {@link IdempotencyLogger}: the console at `warn` by default. */
+export const IDEMPOTENCY_LOGGER: ServiceIdentifier<IdempotencyLogger> = Symbol.for('idempotent-mq.logger');
+/** Module-wide option defaults ({@link IdempotencyModuleOptions}). */
+export const IDEMPOTENCY_OPTIONS: ServiceIdentifier<IdempotencyModuleOptions> =
+  Symbol.for('idempotent-mq.options');
+/** Outcome listeners: bind any number; each hears every message's outcome. */
+export const IDEMPOTENCY_OUTCOME_LISTENER: ServiceIdentifier<OutcomeListener> = Symbol.for(
+  'idempotent-mq.outcome-listener',
+);
+/** The engine itself, one per container. */
+export const IDEMPOTENCY_HANDLER: ServiceIdentifier<IdempotencyHandler> = Symbol.for('idempotent-mq.handler');

@@ -1,0 +1,5 @@
+/** @idempotent-mq/testing: contract suites for stores and caches, a fake clock, fault injection. */
+export { type CacheContractHarness, describeCacheContract } from './cache-contract.js';
+export { FakeClock, flush } from './fake-clock.js';
+export { type Fault, FaultyCache, FaultyStore } from './faults.js';
+export { describeStoreContract, type StoreContractHarness } from './store-contract.js';

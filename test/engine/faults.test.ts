@@ -1,0 +1,236 @@
+import {
+  type ClaimRequest,
+  type IdempotencyContext,
+  type IdempotencyRecord,
+  IdempotencyStoreError,
+  Idempotent,
+  InconsistentStateError,
+  MemoryIdempotencyCache,
+  MemoryIdempotencyStore,
+  type MemoryTransaction,
+  StoreUnavailableError,
+} from '@idempotent-mq/core';
+import { type FakeClock, FaultyCache, FaultyStore, flush } from '@idempotent-mq/testing';
+import { injectable } from 'inversify';
+import { describe, expect, it } from 'vitest';
+import { harness, type Message, msg, settle } from '../support/engine-harness.js';
+
+const LEASE = 1_000;
+const faultyStore = (clock: FakeClock) => new FaultyStore(new MemoryIdempotencyStore({ clock }));
+const faultyCache = (clock: FakeClock) => new FaultyCache(new MemoryIdempotencyCache({ clock }));
+const unavailable = () =>
+  new StoreUnavailableError('claim', undefined, new Error('ECONNREFUSED 127.0.0.1:5432'));
+
+function consumerClass(mode: 'lease' | 'transactional', extra: object = {}) {
+  const ledger: string[] = [];
+  @injectable()
+  class Consumer {
+    runs = 0;
+    @Idempotent({ key: (m: Message) => m.keys, leaseMs: LEASE, mode, ...extra })
+    async onMessage(m: Message, ctx: IdempotencyContext<MemoryTransaction | undefined>) {
+      this.runs++;
+      ledger.push(m.keys[0] as string);
+      ctx.trx?.onRollback(() => ledger.pop());
+    }
+  }
+  return { Consumer, ledger };
+}
+
+describe('when the store fails', () => {
+  it('a failing claim is a typed error carrying its cause; the handler does not run', async () => {
+    const h = harness({ store: faultyStore });
+    const cause = new Error('deadlock detected');
+    h.store.faults.inject('claim', { fail: cause }, 1);
+    const { Consumer } = consumerClass('lease');
+    const consumer = h.get(Consumer);
+    const r = await settle(consumer.onMessage(msg('S-1')));
+    const error = (r as { error: IdempotencyStoreError }).error;
+    expect(error).toBeInstanceOf(IdempotencyStoreError);
+    expect(error).toMatchObject({ step: 'claim', cause, code: 'STORE_FAILED' });
+    expect(consumer.runs).toBe(0);
+    await consumer.onMessage(msg('S-1'));
+    expect(consumer.runs).toBe(1);
+  });
+
+  it('store unavailable, fail-closed (the default): the message fails and is redelivered later', async () => {
+    const h = harness({ store: faultyStore });
+    h.store.faults.inject('claim', { fail: unavailable() }, 1);
+    const { Consumer } = consumerClass('lease');
+    const consumer = h.get(Consumer);
+    const r = await settle(consumer.onMessage(msg('S-2')));
+    expect((r as { error: unknown }).error).toBeInstanceOf(StoreUnavailableError);
+    expect(consumer.runs).toBe(0);
+  });
+
+  it('store unavailable, fail-open: the handler runs unprotected, and the outcome says so', async () => {
+    const h = harness({ store: faultyStore, module: { onStoreUnavailable: 'failOpen' } });
+    h.store.faults.inject('claim', { fail: unavailable() }, 1);
+    const { Consumer } = consumerClass('lease');
+    const consumer = h.get(Consumer);
+    await consumer.onMessage(msg('S-3'));
+    expect(consumer.runs).toBe(1);
+    expect(h.outcomes[0]).toMatchObject({ kind: 'processed', unprotected: true });
+  });
+
+  it('a duplicate-key error is never taken for "unavailable": fail-open does not run a duplicate twice', async () => {
+    const h = harness({ store: faultyStore, module: { onStoreUnavailable: 'failOpen' } });
+    const { Consumer } = consumerClass('lease');
+    const consumer = h.get(Consumer);
+    await consumer.onMessage(msg('S-4'));
+    await h.cache.delete(h.outcomes[0]?.token as never);
+    const pgUniqueViolation = Object.assign(new Error('duplicate key value violates unique constraint'), {
+      code: '23505',
+    });
+    h.store.faults.inject('claim', { fail: pgUniqueViolation });
+    const r = await settle(consumer.onMessage(msg('S-4')));
+    expect((r as { error: unknown }).error).toBeInstanceOf(IdempotencyStoreError);
+    expect((r as { error: unknown }).error).not.toBeInstanceOf(StoreUnavailableError);
+    expect(consumer.runs).toBe(1);
+  });
+
+  it('a failing completion (lease mode) leaves the claim to expire; the redelivery then takes over', async () => {
+    const h = harness({ store: faultyStore });
+    h.store.faults.inject('complete', { fail: new Error('connection reset') }, 1);
+    const { Consumer } = consumerClass('lease');
+    const consumer = h.get(Consumer);
+    const r = await settle(consumer.onMessage(msg('S-5')));
+    expect((r as { error: unknown }).error).toMatchObject({ step: 'complete' });
+    const early = await settle(consumer.onMessage(msg('S-5')));
+    expect(early.ok).toBe(false);
+    await h.clock.advance(LEASE + 1);
+    await consumer.onMessage(msg('S-5'));
+    expect(h.outcomes.map((o) => o.kind)).toEqual(['failed', 'inFlight', 'takeover']);
+  });
+
+  it('a failing completion inside a transaction rolls the business write back; the redelivery does it once', async () => {
+    const h = harness({ store: faultyStore });
+    h.store.faults.inject('complete', { fail: new Error('connection reset') }, 1);
+    const { Consumer, ledger } = consumerClass('transactional');
+    const consumer = h.get(Consumer);
+    expect((await settle(consumer.onMessage(msg('S-6')))).ok).toBe(false);
+    expect(ledger).toEqual([]);
+    await consumer.onMessage(msg('S-6'));
+    await consumer.onMessage(msg('S-6'));
+    expect(ledger).toEqual(['S-6']);
+  });
+
+  it('a failing commit rolls back, writes no cache entry, and the redelivery does the work once', async () => {
+    const h = harness({ store: faultyStore, cache: faultyCache });
+    h.store.faults.inject('commit', { fail: new Error('could not serialize access') }, 1);
+    const { Consumer, ledger } = consumerClass('transactional');
+    const consumer = h.get(Consumer);
+    const r = await settle(consumer.onMessage(msg('S-7')));
+    expect(r.ok).toBe(false);
+    expect(ledger).toEqual([]);
+    expect(await h.cache.inner.get({ scope: h.outcomes[0]?.scope as string, key: 'S-7' })).toBeUndefined();
+    await consumer.onMessage(msg('S-7'));
+    expect(ledger).toEqual(['S-7']);
+  });
+
+  it('a failing release rethrows the handler error, reports the release error, and the claim expires', async () => {
+    const h = harness({ store: faultyStore });
+    const releaseFailure = new Error('socket hang up');
+    h.store.faults.inject('release', { fail: releaseFailure }, 1);
+    @injectable()
+    class Failing {
+      runs = 0;
+      @Idempotent({ key: (m: Message) => m.keys, leaseMs: LEASE, mode: 'lease' })
+      async onMessage(_m: Message) {
+        if (this.runs++ === 0) throw new Error('handler failed');
+      }
+    }
+    const consumer = h.get(Failing);
+    const r = await settle(consumer.onMessage(msg('S-8')));
+    expect((r as { error: Error }).error.message).toBe('handler failed');
+    expect(h.outcomes[0]?.releaseError).toMatchObject({ step: 'release', cause: releaseFailure });
+    await h.clock.advance(LEASE + 1);
+    await consumer.onMessage(msg('S-8'));
+    expect(h.outcomes.map((o) => o.kind)).toEqual(['failed', 'takeover']);
+  });
+
+  it('a claim that loses the insert and then finds the row gone claims again', async () => {
+    class RacyStore extends MemoryIdempotencyStore {
+      interference = 0;
+      protected override async insertIfAbsent(request: ClaimRequest) {
+        if (this.interference > 0) {
+          // Another copy claims first, and releases just before our read-back.
+          await super.insertIfAbsent({ ...request, owner: 'other' });
+        }
+        return super.insertIfAbsent(request);
+      }
+      protected override async find(token: ClaimRequest['token']): Promise<IdempotencyRecord | undefined> {
+        if (this.interference > 0) {
+          this.interference--;
+          await this.release(token, 'other');
+        }
+        return super.find(token);
+      }
+    }
+    const racy = new RacyStore({ maxClaimAttempts: 3 });
+    racy.interference = 2;
+    const ok = await racy.claim({ token: { scope: 's', key: 'k' }, owner: 'me', leaseMs: LEASE });
+    expect(ok).toMatchObject({ status: 'claimed', record: { owner: 'me' } });
+
+    racy.interference = 3;
+    await expect(
+      racy.claim({ token: { scope: 's', key: 'k2' }, owner: 'me', leaseMs: LEASE }),
+    ).rejects.toBeInstanceOf(InconsistentStateError);
+  });
+});
+
+describe('when the cache fails', () => {
+  it('a cache that errors is bypassed: the store decides, and the outcome says the cache was skipped', async () => {
+    const h = harness({ cache: faultyCache });
+    const { Consumer } = consumerClass('transactional');
+    const consumer = h.get(Consumer);
+    await consumer.onMessage(msg('C-1'));
+    h.cache.faults.inject('get', { fail: new Error('ECONNREFUSED 127.0.0.1:6379') });
+    await consumer.onMessage(msg('C-1'));
+    expect(consumer.runs).toBe(1);
+    expect(h.outcomes[1]).toMatchObject({ kind: 'duplicate', tier: 'store', cacheBypassed: true });
+  });
+
+  it('a cache that hangs is abandoned after cacheTimeoutMs, and never decides a duplicate', async () => {
+    const h = harness({ cache: faultyCache, module: { cacheTimeoutMs: 50 } });
+    h.cache.faults.inject('get', { hang: true });
+    const { Consumer } = consumerClass('transactional');
+    const consumer = h.get(Consumer);
+    const pending = consumer.onMessage(msg('C-2'));
+    await flush();
+    expect(consumer.runs).toBe(0);
+    await h.clock.advance(50);
+    await pending;
+    expect(consumer.runs).toBe(1);
+    expect(h.outcomes[0]).toMatchObject({ kind: 'processed', cacheBypassed: true });
+  });
+
+  it('a cache write that fails after commit changes nothing: the store still knows', async () => {
+    const h = harness({ cache: faultyCache });
+    h.cache.faults.inject('set', { fail: new Error('OOM command not allowed') });
+    const { Consumer } = consumerClass('transactional');
+    const consumer = h.get(Consumer);
+    await consumer.onMessage(msg('C-3'));
+    await consumer.onMessage(msg('C-3'));
+    expect(consumer.runs).toBe(1);
+    expect(h.outcomes.map((o) => [o.kind, o.tier])).toEqual([
+      ['processed', undefined],
+      ['duplicate', 'store'],
+    ]);
+  });
+
+  it('the cache is written only after the store has committed', async () => {
+    const h = harness({ cache: faultyCache });
+    let seenDuringHandler: unknown = 'unset';
+    @injectable()
+    class Peek {
+      @Idempotent({ key: (m: Message) => m.keys })
+      async onMessage(_m: Message, ctx: IdempotencyContext) {
+        seenDuringHandler = await h.cache.inner.get(ctx.token);
+      }
+    }
+    await h.get(Peek).onMessage(msg('C-4'));
+    expect(seenDuringHandler).toBeUndefined();
+    expect(h.cache.faults.calls.get('set')).toBe(1);
+    expect(await h.cache.inner.get(h.outcomes[0]?.token as never)).toBeDefined();
+  });
+});

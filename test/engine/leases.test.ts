@@ -1,0 +1,173 @@
+import {
+  deliveryInfo,
+  type IdempotencyContext,
+  IdempotencyInFlightError,
+  Idempotent,
+  LeaseLostError,
+  MemoryIdempotencyStore,
+  MemoryTransaction,
+} from '@idempotent-mq/core';
+import { FaultyStore, flush } from '@idempotent-mq/testing';
+import { injectable } from 'inversify';
+import { describe, expect, it } from 'vitest';
+import { deferred, harness, type Message, msg, settle } from '../support/engine-harness.js';
+
+const LEASE = 1_000;
+
+describe('leases, keep-alive and takeover', () => {
+  it('a slow but live handler keeps its lease: a copy arriving much later is in flight, not a takeover', async () => {
+    const gate = deferred();
+    @injectable()
+    class Slow {
+      runs = 0;
+      @Idempotent({ key: (m: Message) => m.keys, leaseMs: LEASE, mode: 'lease' })
+      async onMessage(_m: Message) {
+        this.runs++;
+        await gate.promise;
+      }
+    }
+    const h = harness();
+    const consumer = h.get(Slow);
+    const first = consumer.onMessage(msg('K-1'));
+    await flush();
+    expect(consumer.runs).toBe(1);
+    await h.clock.advance(LEASE * 5);
+    const late = await settle(consumer.onMessage(msg('K-1')));
+    expect((late as { error: unknown }).error).toBeInstanceOf(IdempotencyInFlightError);
+    gate.resolve();
+    await first;
+    expect(consumer.runs).toBe(1);
+    expect(h.outcomes.map((o) => o.kind)).toEqual(['inFlight', 'processed']);
+    expect(h.clock.pending).toBe(0); // the keep-alive stopped with the handler
+  });
+
+  it('a dead handler stops renewing: its lease expires, a copy takes over, and the stale owner cannot complete', async () => {
+    const gate = deferred();
+    const contexts: IdempotencyContext[] = [];
+    @injectable()
+    class Hung {
+      @Idempotent({ key: (m: Message) => m.keys, leaseMs: LEASE, mode: 'lease' })
+      async onMessage(_m: Message, ctx: IdempotencyContext) {
+        contexts.push(ctx);
+        if (contexts.length === 1) await gate.promise;
+      }
+    }
+    const h = harness({ store: (clock) => new FaultyStore(new MemoryIdempotencyStore({ clock })) });
+    // The first owner's process is wedged: its renewals never reach the store.
+    h.store.faults.inject('renew', { fail: new Error('process frozen') });
+    const consumer = h.get(Hung);
+    const stale = consumer.onMessage(msg('K-2'));
+    await flush();
+    expect(contexts).toHaveLength(1);
+    await h.clock.advance(LEASE + 1);
+    await consumer.onMessage(msg('K-2'));
+    expect(contexts[1]).toMatchObject({ takeover: true, replay: true, fence: 2 });
+    gate.resolve();
+    const result = await settle(stale);
+    expect((result as { error: unknown }).error).toBeInstanceOf(LeaseLostError);
+    expect(h.outcomes.map((o) => o.kind)).toEqual(['takeover', 'failed']);
+    expect(await h.store.get(h.outcomes[0]?.token as never)).toMatchObject({ status: 'completed', fence: 2 });
+  });
+
+  it('in a transaction, a stale owner is refused at completion and its business writes roll back', async () => {
+    const gate = deferred();
+    const ledger: string[] = [];
+    let calls = 0;
+    @injectable()
+    class Charges {
+      @Idempotent({ key: (m: Message) => m.keys, leaseMs: LEASE })
+      async onMessage(m: Message, ctx: IdempotencyContext<MemoryTransaction>) {
+        const n = ++calls;
+        ledger.push(`${m.keys[0]}#${n}`);
+        ctx.trx.onRollback(() => ledger.splice(ledger.indexOf(`${m.keys[0]}#${n}`), 1));
+        if (n === 1) await gate.promise;
+      }
+    }
+    const h = harness({ store: (clock) => new FaultyStore(new MemoryIdempotencyStore({ clock })) });
+    h.store.faults.inject('renew', { fail: new Error('process frozen') });
+    const consumer = h.get(Charges);
+    const stale = consumer.onMessage(msg('K-3'));
+    await flush();
+    expect(calls).toBe(1);
+    await h.clock.advance(LEASE + 1);
+    await consumer.onMessage(msg('K-3'));
+    gate.resolve();
+    expect((await settle(stale)).ok).toBe(false);
+    expect(ledger).toEqual(['K-3#2']);
+    expect(h.outcomes.map((o) => o.kind)).toEqual(['takeover', 'failed']);
+    expect(h.outcomes[1]?.error).toBeInstanceOf(LeaseLostError);
+  });
+
+  it("onFailure: 'keep' keeps a failed claim until its lease expires, then a copy takes over", async () => {
+    @injectable()
+    class Keeper {
+      runs = 0;
+      @Idempotent({ key: (m: Message) => m.keys, leaseMs: LEASE, mode: 'lease', onFailure: 'keep' })
+      async onMessage(_m: Message) {
+        if (this.runs++ === 0) throw new Error('downstream 503');
+      }
+    }
+    const h = harness();
+    const consumer = h.get(Keeper);
+    await settle(consumer.onMessage(msg('K-4')));
+    const early = await settle(consumer.onMessage(msg('K-4')));
+    expect((early as { error: unknown }).error).toBeInstanceOf(IdempotencyInFlightError);
+    await h.clock.advance(LEASE + 1);
+    await consumer.onMessage(msg('K-4'));
+    expect(consumer.runs).toBe(2);
+    expect(h.outcomes.map((o) => o.kind)).toEqual(['failed', 'inFlight', 'takeover']);
+  });
+
+  it("onFailure: 'keepOnFinalAttempt' releases on earlier attempts and keeps on the last one", async () => {
+    @injectable()
+    class Final {
+      @Idempotent({ key: (m: Message) => m.keys, mode: 'lease', onFailure: 'keepOnFinalAttempt' })
+      async onMessage(_m: Message) {
+        throw new Error('always');
+      }
+    }
+    const h = harness();
+    const consumer = h.get(Final);
+    await settle(consumer.onMessage(msg('K-5'), deliveryInfo({ attempt: 1, maxAttempts: 3 })));
+    expect(await h.store.get(h.outcomes[0]?.token as never)).toBeUndefined();
+    await settle(consumer.onMessage(msg('K-5'), deliveryInfo({ attempt: 3, maxAttempts: 3 })));
+    expect(await h.store.get(h.outcomes[0]?.token as never)).toMatchObject({ status: 'inProgress' });
+    expect(h.outcomes.map((o) => o.attempt)).toEqual([1, 3]);
+  });
+
+  it("the default 'release' frees a failed claim at once, so the redelivery is not held back", async () => {
+    @injectable()
+    class Once {
+      runs = 0;
+      @Idempotent({ key: (m: Message) => m.keys, mode: 'lease' })
+      async onMessage(_m: Message) {
+        if (this.runs++ === 0) throw new Error('first try fails');
+      }
+    }
+    const h = harness();
+    const consumer = h.get(Once);
+    await settle(consumer.onMessage(msg('K-6')));
+    await consumer.onMessage(msg('K-6'));
+    expect(h.outcomes.map((o) => o.kind)).toEqual(['failed', 'processed']);
+  });
+
+  it('a completed record expires after its ttl and the key is processed again', async () => {
+    @injectable()
+    class Short {
+      runs = 0;
+      @Idempotent({ key: (m: Message) => m.keys, ttlMs: 60_000 })
+      async onMessage(_m: Message) {
+        this.runs++;
+      }
+    }
+    const h = harness();
+    const consumer = h.get(Short);
+    await consumer.onMessage(msg('K-7'));
+    await h.clock.advance(59_000);
+    await consumer.onMessage(msg('K-7'));
+    await h.clock.advance(2_000);
+    await consumer.onMessage(msg('K-7'));
+    expect(consumer.runs).toBe(2);
+    expect(h.logger.at('warn').some((w) => w.includes('shorter than RocketMQ'))).toBe(true);
+  });
+});
