@@ -2,14 +2,14 @@ import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 // Workspace packages resolve to their sources, so tests need no build and see one copy of each module.
-const pkg = (name: string) => fileURLToPath(new URL(`./packages/${name}/src/index.ts`, import.meta.url));
+const packages = fileURLToPath(new URL('./packages/', import.meta.url));
 
 export default defineConfig({
   resolve: {
-    alias: {
-      '@idempotent-mq/core': pkg('core'),
-      '@idempotent-mq/testing': pkg('testing'),
-    },
+    alias: [
+      { find: /^@idempotent-mq\/([a-z-]+)$/, replacement: `${packages}$1/src/index.ts` },
+      { find: /^@idempotent-mq\/([a-z-]+)\/([a-z-]+)$/, replacement: `${packages}$1/src/$2/index.ts` },
+    ],
   },
   test: {
     include: ['packages/*/test/**/*.test.ts', 'test/**/*.test.ts'],

@@ -72,6 +72,12 @@ export type {
   TokenRef,
 } from './ports/idempotency-store.js';
 export { ConsoleLogger, type IdempotencyLogger } from './ports/logger.js';
+export type {
+  MessageTransport,
+  Settlement,
+  SubscriptionSpec,
+  TransportMessage,
+} from './ports/message-transport.js';
 export { buildScope, canonicalKey, type IdempotencyKeyValue, tokenId } from './token.js';
 export {
   IDEMPOTENCY_CACHE,
@@ -81,4 +87,5 @@ export {
   IDEMPOTENCY_OPTIONS,
   IDEMPOTENCY_OUTCOME_LISTENER,
   IDEMPOTENCY_STORE,
+  MESSAGE_TRANSPORT,
 } from './tokens.js';

@@ -10,6 +10,7 @@ import type { Clock } from './ports/clock.js';
 import type { IdempotencyCache } from './ports/idempotency-cache.js';
 import type { IdempotencyStore } from './ports/idempotency-store.js';
 import type { IdempotencyLogger } from './ports/logger.js';
+import type { MessageTransport } from './ports/message-transport.js';
 
 /** The {@link IdempotencyStore}: memory by default. */
 export const IDEMPOTENCY_STORE: ServiceIdentifier<IdempotencyStore> = Symbol.for('idempotent-mq.store');
@@ -28,3 +29,5 @@ export const IDEMPOTENCY_OUTCOME_LISTENER: ServiceIdentifier<OutcomeListener> = 
 );
 /** The engine itself, one per container. */
 export const IDEMPOTENCY_HANDLER: ServiceIdentifier<IdempotencyHandler> = Symbol.for('idempotent-mq.handler');
+/** The {@link MessageTransport} the listener registry subscribes through. */
+export const MESSAGE_TRANSPORT: ServiceIdentifier<MessageTransport> = Symbol.for('idempotent-mq.transport');
