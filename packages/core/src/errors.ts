@@ -17,7 +17,8 @@ export type IdempotencyErrorCode =
   | 'STORE_UNAVAILABLE'
   | 'INCONSISTENT_STATE'
   | 'INVALID_OPTION'
-  | 'NOT_CONFIGURED';
+  | 'NOT_CONFIGURED'
+  | 'LISTENER_WIRING';
 
 export class IdempotencyError extends Error {
   override readonly name: string = 'IdempotencyError';
@@ -214,5 +215,16 @@ function show(value: unknown): string {
     return String(JSON.stringify(value) ?? value);
   } catch {
     return String(value);
+  }
+}
+
+/** The listener registry found mis-wirings at start-up; `offenders` lists every one. */
+export class ListenerWiringError extends IdempotencyError {
+  override readonly name = 'ListenerWiringError';
+  constructor(readonly offenders: readonly string[]) {
+    super(
+      'LISTENER_WIRING',
+      `The listener registry cannot start:\n${offenders.map((o) => `  - ${o}`).join('\n')}`,
+    );
   }
 }

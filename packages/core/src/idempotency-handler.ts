@@ -19,7 +19,6 @@ import {
   StoreUnavailableError,
 } from './errors.js';
 import { canonicalJson, fingerprint } from './fingerprint.js';
-import { getMessageListener } from './metadata.js';
 import {
   type IdempotencyPolicyOptions,
   type IdempotentOptions,
@@ -37,7 +36,8 @@ import type {
   TokenRef,
 } from './ports/idempotency-store.js';
 import type { IdempotencyLogger } from './ports/logger.js';
-import { buildScope, canonicalKey } from './token.js';
+import { scopeOf } from './scope.js';
+import { canonicalKey } from './token.js';
 
 /** Everything the engine works with; the module builds it from the container's bindings. */
 export interface IdempotencyHandlerDeps {
@@ -483,8 +483,6 @@ export class IdempotencyHandler {
     const options = target.options as IdempotentOptions<unknown>;
     const label = `${target.ctor.name}.${String(target.method)}`;
     const policy = resolvePolicy(this.defaults, options);
-    const group = getMessageListener(runtime as HandlerMethod['ctor'])?.consumerGroup;
-    const name = options.scope ?? `${group ? `${group}:` : ''}${label}`;
     if (policy.mode === 'transactional' && !this.deps.store.transaction) {
       throw new IdempotencyStoreError(
         'transaction',
@@ -495,7 +493,7 @@ export class IdempotencyHandler {
     this.warnShortTtl(policy, label);
     const plan: MethodPlan = {
       label,
-      scope: buildScope(name, options.scopeVersion ?? 1),
+      scope: scopeOf(runtime as HandlerMethod['ctor'], target.ctor, target.method, target.options),
       policy,
       options,
       transactional: policy.mode !== 'lease' && this.deps.store.transaction !== undefined,

@@ -18,6 +18,7 @@ export {
   InvalidOptionError,
   KeyFunctionError,
   LeaseLostError,
+  ListenerWiringError,
   MissingIdempotencyKeyError,
   PayloadConflictError,
   PayloadNotSerializableError,
@@ -34,6 +35,18 @@ export {
   type IdempotencyHandlerDeps,
 } from './idempotency-handler.js';
 export { Idempotent, type IdempotentMethod } from './idempotent.decorator.js';
+export { type ClassBinding, classBindings } from './listener/binding-discovery.js';
+export {
+  ListenerRegistry,
+  type ListenerRegistryOptions,
+  type ListenerSubscription,
+} from './listener/listener-registry.js';
+export {
+  DEFAULT_LISTENER,
+  MessageListener,
+  type MessageListenerOptions,
+  validateListenerOptions,
+} from './listener/message-listener.decorator.js';
 export {
   MemoryIdempotencyCache,
   type MemoryIdempotencyCacheOptions,
@@ -44,6 +57,7 @@ export {
   MemoryTransaction,
 } from './memory/memory-idempotency-store.js';
 export {
+  declaringClassOf,
   getIdempotentMethods,
   getIdempotentOptions,
   getMessageListener,
@@ -78,6 +92,7 @@ export type {
   SubscriptionSpec,
   TransportMessage,
 } from './ports/message-transport.js';
+export { scopeOf } from './scope.js';
 export { buildScope, canonicalKey, type IdempotencyKeyValue, tokenId } from './token.js';
 export {
   IDEMPOTENCY_CACHE,

@@ -40,10 +40,32 @@ export function getIdempotentMethods(ctor: Ctor): ReadonlyMap<string | symbol, I
   );
 }
 
-/** What a listener class decorator records; the consumer group is part of the default scope. */
+/** The nearest class up the prototype chain that declares `method` as `@Idempotent`. */
+export function declaringClassOf(ctor: Ctor, method: string | symbol): Ctor | undefined {
+  for (
+    let c: Ctor | null = ctor;
+    c && c !== Function.prototype;
+    c = Object.getPrototypeOf(c) as Ctor | null
+  ) {
+    const own = Reflect.getOwnMetadata(IDEMPOTENT_METHODS, c) as Map<string | symbol, unknown> | undefined;
+    if (own?.has(method)) return c;
+  }
+  return undefined;
+}
+
+/**
+ * What a listener class decorator records (`@MessageListener`, or a transport's own such as
+ * `@RocketMQListener`, which may add fields). The consumer group is part of the default scope.
+ */
 export interface MessageListenerMetadata {
   readonly topic: string;
   readonly consumerGroup: string;
+  /** A tag expression or transport-specific filter. */
+  readonly filter?: string;
+  readonly concurrency?: number;
+  readonly maxAttempts?: number;
+  /** The `@Idempotent` method that handles each message, when the class has several. */
+  readonly method?: string;
   readonly [option: string]: unknown;
 }
 

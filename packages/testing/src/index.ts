@@ -2,4 +2,12 @@
 export { type CacheContractHarness, describeCacheContract } from './cache-contract.js';
 export { FakeClock, flush } from './fake-clock.js';
 export { type Fault, FaultyCache, FaultyStore } from './faults.js';
+export {
+  type BrokerFaults,
+  type DeadLetter,
+  type DeliveryCause,
+  InMemoryBroker,
+  type InMemoryBrokerOptions,
+  InMemoryTransport,
+} from './in-memory-broker.js';
 export { describeStoreContract, type StoreContractHarness } from './store-contract.js';

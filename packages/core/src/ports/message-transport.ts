@@ -40,6 +40,8 @@ export interface SubscriptionSpec {
   readonly concurrency: number;
   /** After this many delivery attempts a failing message is dead-lettered. */
   readonly maxAttempts: number;
+  /** Everything the listener decorator recorded, for transport-specific settings (a SQL filter, a codec). */
+  readonly listener: Readonly<Record<string, unknown>>;
   /**
    * Handles a received batch and answers one settlement per message, aligned with `messages`. The
    * transport keeps each message invisible to other consumers until its settlement comes back.

@@ -1,0 +1,371 @@
+/**
+ * An at-least-once broker in memory: topics, consumer groups, invisibility, delivery attempts, a
+ * dead-letter queue, and seeded fault injection for each way a real broker duplicates a message. The
+ * embedded default transport of the demo, and the broker of the end-to-end tests.
+ */
+import type { MessageTransport, Settlement, SubscriptionSpec, TransportMessage } from '@idempotent-mq/core';
+import { InvalidOptionError } from '@idempotent-mq/core';
+
+/** Probabilities (0 to 1) of each cause of duplicates. All off by default. */
+export interface BrokerFaults {
+  /** A publish is stored twice: the producer resent after a lost send ack (same key, a new message id). */
+  readonly producerResend: number;
+  /** An ack is lost: the message comes back after the visibility timeout, its work already done. */
+  readonly lostAck: number;
+  /** A rebalance hands a message in flight to another consumer of the group, at once. */
+  readonly rebalance: number;
+  /** The consumer dies mid-handler: its settlement never arrives; redelivered after the visibility timeout. */
+  readonly crash: number;
+}
+
+export interface InMemoryBrokerOptions {
+  /** @defaultValue no faults */
+  readonly faults?: Partial<BrokerFaults>;
+  /** Seeds the fault injection, so a run can be replayed. @defaultValue 1 */
+  readonly seed?: number;
+  /** How long a message whose consumer went silent stays invisible. @defaultValue 200 ms */
+  readonly visibilityTimeoutMs?: number;
+  /** The most messages handed to one `handle` call. @defaultValue 8 */
+  readonly batchSize?: number;
+}
+
+/** How a delivery came about. */
+export type DeliveryCause = 'first' | 'resend' | 'retry' | 'lostAck' | 'rebalance' | 'crash';
+
+export interface DeadLetter {
+  readonly consumerGroup: string;
+  readonly message: TransportMessage;
+  readonly reason: string;
+}
+
+interface Stored {
+  readonly messageId: string;
+  readonly topic: string;
+  readonly keys: readonly string[];
+  readonly tag?: string;
+  readonly body: unknown;
+  readonly properties: Readonly<Record<string, string>>;
+  readonly bornAt: number;
+  readonly resent: boolean;
+}
+
+interface Entry {
+  readonly stored: Stored;
+  attempts: number;
+  visibleAt: number;
+  inFlight: number;
+  done: boolean;
+  /** Why it is visible again, for the statistics of its next delivery. */
+  cause: DeliveryCause;
+  /** A rebalance copy is due: deliverable once more even though it is in flight. */
+  rebalanceDue: boolean;
+}
+
+interface Group {
+  readonly name: string;
+  readonly topic: string;
+  readonly entries: Entry[];
+}
+
+const FAULTS_OFF: BrokerFaults = { producerResend: 0, lostAck: 0, rebalance: 0, crash: 0 };
+
+/** A small, fast, seeded PRNG (mulberry32), so fault runs are reproducible. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export class InMemoryBroker {
+  /** Deliveries made, by cause. */
+  readonly deliveries: Record<DeliveryCause, number> = {
+    first: 0,
+    resend: 0,
+    retry: 0,
+    lostAck: 0,
+    rebalance: 0,
+    crash: 0,
+  };
+  /** Messages stored, resent copies included. */
+  stored = 0;
+  private readonly faults: BrokerFaults;
+  private readonly random: () => number;
+  private readonly visibilityTimeoutMs: number;
+  readonly batchSize: number;
+  private readonly topics = new Map<string, Stored[]>();
+  private readonly groups = new Map<string, Group>();
+  private readonly dead: DeadLetter[] = [];
+  private readonly waiters = new Set<() => void>();
+  private nextId = 1;
+
+  constructor(options: InMemoryBrokerOptions = {}) {
+    this.faults = { ...FAULTS_OFF, ...options.faults };
+    for (const [name, p] of Object.entries(this.faults)) {
+      if (typeof p !== 'number' || !(p >= 0 && p <= 1))
+        throw new InvalidOptionError(`faults.${name}`, 'a probability from 0 to 1', p);
+    }
+    this.random = seeded(options.seed ?? 1);
+    this.visibilityTimeoutMs = positive(options.visibilityTimeoutMs ?? 200, 'visibilityTimeoutMs');
+    this.batchSize = positive(options.batchSize ?? 8, 'batchSize');
+  }
+
+  /** Publishes a message; returns its id (a resent copy, if the fault fires, gets another). */
+  publish(
+    topic: string,
+    message: { keys: readonly string[]; body: unknown; tag?: string; properties?: Record<string, string> },
+  ): string {
+    const copies = this.roll('producerResend') ? 2 : 1;
+    let first = '';
+    for (let i = 0; i < copies; i++) {
+      const stored: Stored = {
+        messageId: `MSG-${String(this.nextId++).padStart(8, '0')}`,
+        topic,
+        keys: [...message.keys],
+        tag: message.tag,
+        body: message.body,
+        properties: { ...message.properties },
+        bornAt: Date.now(),
+        resent: i > 0,
+      };
+      first ||= stored.messageId;
+      this.stored++;
+      const log = this.topics.get(topic) ?? [];
+      log.push(stored);
+      this.topics.set(topic, log);
+      for (const group of this.groups.values())
+        if (group.topic === topic) group.entries.push(entryOf(stored));
+    }
+    this.wake();
+    return first;
+  }
+
+  /** A consumer's connection: the {@link MessageTransport} one process binds. */
+  connect(): InMemoryTransport {
+    return new InMemoryTransport(this);
+  }
+
+  /** Messages given up on, per consumer group or all. */
+  deadLetters(consumerGroup?: string): readonly DeadLetter[] {
+    return consumerGroup ? this.dead.filter((d) => d.consumerGroup === consumerGroup) : [...this.dead];
+  }
+
+  /** Messages not yet acknowledged nor dead-lettered, across groups (or in one). */
+  pending(consumerGroup?: string): number {
+    let n = 0;
+    for (const group of this.groups.values()) {
+      if (consumerGroup && group.name !== consumerGroup) continue;
+      n += group.entries.filter((e) => !e.done).length;
+    }
+    return n;
+  }
+
+  /** Resolves once every message of every group is settled for good, or rejects after `timeoutMs`. */
+  async idle(timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.pending() > 0) {
+      if (Date.now() > deadline) throw new Error(`the broker still has ${this.pending()} pending messages`);
+      await this.changed(50);
+    }
+  }
+
+  /** @internal The group's queue, created on first subscription with the topic's history. */
+  group(topic: string, name: string): Group {
+    const id = `${topic}\u0000${name}`;
+    let group = this.groups.get(id);
+    if (!group) {
+      group = { name, topic, entries: (this.topics.get(topic) ?? []).map(entryOf) };
+      this.groups.set(id, group);
+    }
+    return group;
+  }
+
+  /** @internal Takes up to `max` deliverable messages of the group that match the filter. */
+  take(
+    group: Group,
+    filter: string,
+    max: number,
+    maxAttempts: number,
+  ): { entry: Entry; message: TransportMessage; crash: boolean }[] {
+    const now = Date.now();
+    const taken: { entry: Entry; message: TransportMessage; crash: boolean }[] = [];
+    for (const entry of group.entries) {
+      if (taken.length >= max) break;
+      if (entry.done) continue;
+      const rebalance = entry.rebalanceDue;
+      if (!rebalance && (entry.inFlight > 0 || entry.visibleAt > now)) continue;
+      if (!matches(filter, entry.stored.tag)) {
+        entry.done = true; // not for this group's subscription, as a broker filters it out
+        continue;
+      }
+      if (!rebalance && entry.attempts >= maxAttempts) {
+        this.deadLetter(
+          group,
+          entry,
+          messageOf(entry),
+          `the broker gave up after ${entry.attempts} deliveries`,
+        );
+        continue;
+      }
+      if (rebalance) entry.rebalanceDue = false;
+      else entry.attempts++;
+      entry.inFlight++;
+      const cause: DeliveryCause = rebalance ? 'rebalance' : entry.cause;
+      this.deliveries[cause]++;
+      if (!rebalance && this.roll('rebalance')) entry.rebalanceDue = true;
+      taken.push({ entry, message: messageOf(entry), crash: this.roll('crash') });
+    }
+    return taken;
+  }
+
+  /** @internal Applies what the consumer said of one delivery. */
+  settle(
+    group: Group,
+    entry: Entry,
+    message: TransportMessage,
+    settlement: Settlement | undefined,
+    crashed: boolean,
+  ): void {
+    entry.inFlight--;
+    if (entry.done) return;
+    if (crashed || settlement === undefined) {
+      this.hideFor(entry, this.visibilityTimeoutMs, 'crash');
+    } else if (settlement.action === 'ack') {
+      if (this.roll('lostAck')) this.hideFor(entry, this.visibilityTimeoutMs, 'lostAck');
+      else entry.done = true;
+    } else if (settlement.action === 'retry') {
+      this.hideFor(entry, settlement.delayMs, 'retry');
+    } else {
+      this.deadLetter(group, entry, message, settlement.reason);
+    }
+    this.wake();
+  }
+
+  /** @internal Resolves on the next change, or after `ms`. */
+  changed(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.waiters.add(done);
+    });
+  }
+
+  /** @internal The soonest time a not-yet-visible message of the group becomes visible. */
+  nextVisible(group: Group): number {
+    let next = Number.POSITIVE_INFINITY;
+    for (const e of group.entries) if (!e.done && e.inFlight === 0 && e.visibleAt < next) next = e.visibleAt;
+    return next;
+  }
+
+  private hideFor(entry: Entry, ms: number, cause: DeliveryCause): void {
+    // A second delivery still in flight (a rebalance copy) keeps the message invisible meanwhile.
+    entry.visibleAt = Date.now() + ms;
+    entry.cause = cause;
+  }
+
+  private deadLetter(group: Group, entry: Entry, message: TransportMessage, reason: string): void {
+    entry.done = true;
+    this.dead.push({ consumerGroup: group.name, message, reason });
+  }
+
+  private roll(fault: keyof BrokerFaults): boolean {
+    const p = this.faults[fault];
+    return p > 0 && this.random() < p;
+  }
+
+  private wake(): void {
+    for (const waiter of [...this.waiters]) waiter();
+  }
+}
+
+/** One consumer's connection to an {@link InMemoryBroker}. */
+export class InMemoryTransport implements MessageTransport {
+  private readonly pumps: Promise<void>[] = [];
+  private running = true;
+
+  constructor(private readonly broker: InMemoryBroker) {}
+
+  async subscribe(spec: SubscriptionSpec): Promise<void> {
+    if (!this.running) throw new Error('this transport is stopped');
+    this.pumps.push(this.pump(spec));
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.pumps);
+  }
+
+  /** Receives and handles until stopped; handlers in flight finish and settle before it returns. */
+  private async pump(spec: SubscriptionSpec): Promise<void> {
+    const broker = this.broker;
+    const group = broker.group(spec.topic, spec.consumerGroup);
+    const filter = spec.filter ?? '*';
+    const inFlight = new Set<Promise<void>>();
+    while (this.running) {
+      const room = Math.min(broker.batchSize, spec.concurrency - inFlight.size);
+      const batch = room > 0 ? broker.take(group, filter, room, spec.maxAttempts) : [];
+      if (batch.length === 0) {
+        const wait = Math.max(1, Math.min(50, broker.nextVisible(group) - Date.now()));
+        await broker.changed(wait);
+        continue;
+      }
+      const work = spec
+        .handle(batch.map((b) => b.message))
+        .catch(() => [] as Settlement[])
+        .then((settlements) => {
+          batch.forEach((b, i) => {
+            broker.settle(group, b.entry, b.message, settlements[i], b.crash);
+          });
+        });
+      const tracked = work.finally(() => inFlight.delete(tracked));
+      inFlight.add(tracked);
+    }
+    await Promise.all(inFlight);
+  }
+}
+
+function entryOf(stored: Stored): Entry {
+  return {
+    stored,
+    attempts: 0,
+    visibleAt: 0,
+    inFlight: 0,
+    done: false,
+    cause: stored.resent ? 'resend' : 'first',
+    rebalanceDue: false,
+  };
+}
+
+function messageOf(entry: Entry): TransportMessage {
+  const s = entry.stored;
+  return {
+    messageId: s.messageId,
+    topic: s.topic,
+    keys: s.keys,
+    tag: s.tag,
+    body: s.body,
+    properties: s.properties,
+    deliveryAttempt: Math.max(1, entry.attempts),
+    bornAt: s.bornAt,
+  };
+}
+
+/** RocketMQ tag expressions: `*`, or tags joined by `||`. */
+function matches(filter: string, tag: string | undefined): boolean {
+  if (filter.trim() === '*') return true;
+  return tag !== undefined && filter.split('||').some((t) => t.trim() === tag);
+}
+
+function positive(value: number, option: string): number {
+  if (!Number.isInteger(value) || value < 1)
+    throw new InvalidOptionError(option, 'a positive integer', value);
+  return value;
+}
