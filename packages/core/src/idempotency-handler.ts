@@ -37,7 +37,7 @@ import type {
 } from './ports/idempotency-store.js';
 import type { IdempotencyLogger } from './ports/logger.js';
 import { scopeOf } from './scope.js';
-import { canonicalKey } from './token.js';
+import { canonicalKey, tokenId } from './token.js';
 
 /** Everything the engine works with; the module builds it from the container's bindings. */
 export interface IdempotencyHandlerDeps {
@@ -91,7 +91,11 @@ interface Call {
   readonly maxAttempts: number | undefined;
   readonly started: number;
   cacheBypassed: boolean;
+  /** The cache was already read for this message (batch): its answer, a miss, or unreachable. */
+  readonly prefetched: Prefetched;
 }
+
+type Prefetched = CachedCompletion | 'miss' | 'bypassed' | undefined;
 
 type Decided = Omit<Execution, 'handler' | 'scope' | 'attempt' | 'durationMs' | 'cacheBypassed'>;
 
@@ -117,7 +121,61 @@ export class IdempotencyHandler {
     message: unknown,
     delivery?: unknown,
   ): Promise<Execution> {
+    return this.run(this.plan(target, self), self, message, delivery, undefined);
+  }
+
+  /**
+   * Runs a received batch: one cache round trip answers every duplicate in it, the rest run as in
+   * {@link IdempotencyHandler.execute}. Copies of one token run one after another (the later ones meet the
+   * completed record); distinct tokens run concurrently. Outcomes are aligned with `messages`.
+   */
+  async executeBatch(
+    target: HandlerMethod,
+    self: unknown,
+    messages: readonly unknown[],
+    deliveries: readonly unknown[] = [],
+  ): Promise<Execution[]> {
     const plan = this.plan(target, self);
+    const tokens = messages.map((message) => this.tokenOf(plan, message));
+    const distinct = new Map<string, TokenRef>();
+    for (const token of tokens) if (token) distinct.set(tokenId(token), token);
+    let cached: Map<string, CachedCompletion | undefined> | undefined;
+    try {
+      const list = [...distinct.values()];
+      const values =
+        list.length > 0 ? await this.bounded(this.deps.cache.getMany(list), plan.policy.cacheTimeoutMs) : [];
+      cached = new Map(list.map((token, i) => [tokenId(token), values[i]]));
+    } catch (error) {
+      this.deps.logger.debug('cache batch read failed; the store decides', { error: String(error) });
+    }
+
+    const groups = new Map<string, number[]>();
+    tokens.forEach((token, i) => {
+      const id = token ? tokenId(token) : `#${i}`;
+      groups.set(id, [...(groups.get(id) ?? []), i]);
+    });
+    const results = new Array<Execution>(messages.length);
+    await Promise.all(
+      [...groups].map(async ([id, indexes]) => {
+        const hit = cached?.get(id);
+        for (const [n, i] of indexes.entries()) {
+          // A hit answers every copy; after a miss, later copies look again (the first may have completed).
+          const prefetched: Prefetched =
+            cached === undefined ? 'bypassed' : hit ? hit : n === 0 ? 'miss' : undefined;
+          results[i] = await this.run(plan, self, messages[i], deliveries[i], prefetched);
+        }
+      }),
+    );
+    return results;
+  }
+
+  private async run(
+    plan: MethodPlan,
+    self: unknown,
+    message: unknown,
+    delivery: unknown,
+    prefetched: Prefetched,
+  ): Promise<Execution> {
     const info = isDeliveryInfo(delivery) ? delivery : undefined;
     const call: Call = {
       plan,
@@ -126,7 +184,8 @@ export class IdempotencyHandler {
       attempt: info?.attempt ?? readAttempt(plan.options, message),
       maxAttempts: info?.maxAttempts,
       started: this.deps.clock.now(),
-      cacheBypassed: false,
+      cacheBypassed: prefetched === 'bypassed',
+      prefetched,
     };
     const decided = await this.decide(call);
     const outcome: Execution = {
@@ -139,6 +198,15 @@ export class IdempotencyHandler {
     };
     this.emit(outcome);
     return outcome;
+  }
+
+  private tokenOf(plan: MethodPlan, message: unknown): TokenRef | undefined {
+    try {
+      const key = canonicalKey(plan.options.key(message), plan.policy.maxKeyLength);
+      return 'key' in key ? { scope: plan.scope, key: key.key } : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /**
@@ -191,7 +259,13 @@ export class IdempotencyHandler {
       };
     }
 
-    const cached = await this.readCache(call, token);
+    const { prefetched } = call;
+    const cached =
+      prefetched === undefined
+        ? await this.readCache(call, token)
+        : typeof prefetched === 'object'
+          ? prefetched
+          : undefined;
     if (cached) return this.existing(call, token, print, 'cache', cached);
 
     try {

@@ -7,7 +7,7 @@ import { inject } from 'inversify';
 import type { IdempotencyContext } from './context.js';
 import { IdempotencyNotConfiguredError, InvalidOptionError } from './errors.js';
 import type { HandlerMethod, IdempotencyHandler } from './idempotency-handler.js';
-import { HANDLER_PROPERTY, setIdempotentOptions } from './metadata.js';
+import { HANDLER_PROPERTY, setHandlerMethod, setIdempotentOptions } from './metadata.js';
 import { type IdempotentOptions, validateIdempotentOptions } from './options.js';
 import { IDEMPOTENCY_HANDLER } from './tokens.js';
 
@@ -58,6 +58,7 @@ export function Idempotent<M>(options: IdempotentOptions<M>) {
       options: options as IdempotentOptions<never>,
       fn: original as HandlerMethod['fn'],
     };
+    setHandlerMethod(ctor, handlerMethod);
     const wrapped = function (this: unknown, message: M, delivery?: unknown): Promise<unknown> {
       const engine = (this as { [HANDLER_PROPERTY]?: IdempotencyHandler } | undefined)?.[HANDLER_PROPERTY];
       if (!engine) return Promise.reject(new IdempotencyNotConfiguredError(label));

@@ -58,6 +58,7 @@ export {
 } from './memory/memory-idempotency-store.js';
 export {
   declaringClassOf,
+  getHandlerMethod,
   getIdempotentMethods,
   getIdempotentOptions,
   getMessageListener,

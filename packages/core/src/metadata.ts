@@ -3,10 +3,12 @@
  * (reflect-metadata), never in a process-global registry, so containers and tests stay apart.
  */
 import 'reflect-metadata';
+import type { HandlerMethod } from './idempotency-handler.js';
 import type { IdempotentOptions } from './options.js';
 
 const IDEMPOTENT_METHODS = Symbol.for('idempotent-mq:idempotent-methods');
 const MESSAGE_LISTENER = Symbol.for('idempotent-mq:message-listener');
+const IDEMPOTENT_HANDLERS = Symbol.for('idempotent-mq:idempotent-handlers');
 
 /** Where the container puts the engine on each instance it creates (inversify property injection). */
 export const HANDLER_PROPERTY: unique symbol = Symbol.for('idempotent-mq:handler');
@@ -22,6 +24,22 @@ export function setIdempotentOptions(
   const own = new Map(getIdempotentMethods(ctor));
   own.set(method, options as IdempotentOptions<unknown>);
   Reflect.defineMetadata(IDEMPOTENT_METHODS, own, ctor);
+}
+
+/** Records the undecorated method and its options, for callers that run it through the engine directly. */
+export function setHandlerMethod(ctor: Ctor, target: HandlerMethod): void {
+  const own = new Map(
+    Reflect.getMetadata(IDEMPOTENT_HANDLERS, ctor) as Map<string | symbol, HandlerMethod> | undefined,
+  );
+  own.set(target.method, target);
+  Reflect.defineMetadata(IDEMPOTENT_HANDLERS, own, ctor);
+}
+
+/** The `@Idempotent` method as the engine runs it (the nearest declaration up the class chain). */
+export function getHandlerMethod(ctor: Ctor, method: string | symbol): HandlerMethod | undefined {
+  return (
+    Reflect.getMetadata(IDEMPOTENT_HANDLERS, ctor) as Map<string | symbol, HandlerMethod> | undefined
+  )?.get(method);
 }
 
 /** The `@Idempotent` options of `method`, looking through base classes. */

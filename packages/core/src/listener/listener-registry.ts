@@ -1,28 +1,22 @@
 /**
  * The listener registry: at start-up it finds the `@MessageListener` classes among the container's
  * bindings, checks the wiring (one error listing every offender), and subscribes each through the bound
- * transport. Each delivery runs the class's `@Idempotent` method — the same path as a direct call — and
- * the outcome becomes a settlement: processed or duplicate → ack; in flight → retry soon; failed →
+ * transport. Each received batch runs through the engine (the path of a direct call, with one cache round
+ * trip for the batch's duplicates), and each outcome becomes a settlement: processed or duplicate → ack; in flight → retry soon; failed →
  * retry with backoff; poison or past `maxAttempts` → dead letter.
  */
 import type { Container, Newable, ServiceIdentifier } from 'inversify';
 import { deliveryInfo } from '../context.js';
+import { IdempotencyError, InvalidOptionError, ListenerWiringError } from '../errors.js';
+import type { Execution, HandlerMethod, IdempotencyHandler } from '../idempotency-handler.js';
 import {
-  IdempotencyError,
-  IdempotencyInFlightError,
-  InvalidOptionError,
-  ListenerWiringError,
-} from '../errors.js';
-import {
-  declaringClassOf,
+  getHandlerMethod,
   getIdempotentMethods,
   getMessageListener,
   type MessageListenerMetadata,
 } from '../metadata.js';
-import type { IdempotentOptions } from '../options.js';
 import type { MessageTransport, Settlement, TransportMessage } from '../ports/message-transport.js';
 import { scopeOf } from '../scope.js';
-import { canonicalKey } from '../token.js';
 import { IDEMPOTENCY_CACHE, IDEMPOTENCY_HANDLER, IDEMPOTENCY_STORE, MESSAGE_TRANSPORT } from '../tokens.js';
 import { classBindings } from './binding-discovery.js';
 import { DEFAULT_LISTENER, validateListenerOptions } from './message-listener.decorator.js';
@@ -65,11 +59,9 @@ interface Planned {
   readonly ctor: Newable;
   readonly metadata: MessageListenerMetadata;
   readonly method: string;
-  readonly options: IdempotentOptions<unknown>;
+  readonly target: HandlerMethod;
   readonly scope: string;
 }
-
-type Handler = (message: TransportMessage, delivery: unknown) => Promise<unknown>;
 
 /** Error codes that a redelivery cannot fix: dead-letter at once rather than retry 16 times. */
 const POISON = new Set([
@@ -127,10 +119,10 @@ export class ListenerRegistry {
     if (this.state !== 'idle') throw new Error(`the registry is already ${this.state}`);
     const { planned, offenders } = this.plan();
     if (offenders.length > 0) throw new ListenerWiringError(offenders);
-    const instances = new Map<Planned, Record<string, Handler>>();
+    const instances = new Map<Planned, unknown>();
     for (const p of planned) {
       try {
-        instances.set(p, this.container.get(p.id) as Record<string, Handler>);
+        instances.set(p, this.container.get(p.id));
       } catch (error) {
         offenders.push(`${p.ctor.name} cannot be resolved from the container: ${(error as Error).message}`);
       }
@@ -138,13 +130,13 @@ export class ListenerRegistry {
     if (offenders.length > 0) throw new ListenerWiringError(offenders);
 
     this.transport = this.container.get(MESSAGE_TRANSPORT);
+    const engine = this.container.get(IDEMPOTENCY_HANDLER);
     this.planned = planned;
     this.state = 'started';
     for (const p of planned) {
-      const instance = instances.get(p) as Record<string, Handler>;
+      const instance = instances.get(p);
       const concurrency = p.metadata.concurrency ?? DEFAULT_LISTENER.concurrency;
       const maxAttempts = p.metadata.maxAttempts ?? DEFAULT_LISTENER.maxAttempts;
-      const limit = semaphore(concurrency);
       await this.transport.subscribe({
         topic: p.metadata.topic,
         consumerGroup: p.metadata.consumerGroup,
@@ -152,7 +144,7 @@ export class ListenerRegistry {
         concurrency,
         maxAttempts,
         listener: p.metadata,
-        handle: (messages) => this.handleBatch(p, instance, messages, maxAttempts, limit),
+        handle: (messages) => this.handleBatch(engine, p, instance, messages, maxAttempts),
       });
     }
   }
@@ -165,57 +157,56 @@ export class ListenerRegistry {
   }
 
   /**
-   * Settles a received batch per message. Copies of one key run one after another (the later ones meet
-   * a completed record), so the same key twice in a batch runs once; a failed entry fails alone.
+   * Settles a received batch per message, through the engine's batch path: one cache round trip for
+   * the duplicates, copies of one key one after another (so the same key twice runs once), and a failed
+   * entry fails alone.
    */
   private async handleBatch(
+    engine: IdempotencyHandler,
     p: Planned,
-    instance: Record<string, Handler>,
+    instance: unknown,
     messages: readonly TransportMessage[],
     maxAttempts: number,
-    limit: <T>(fn: () => Promise<T>) => Promise<T>,
   ): Promise<Settlement[]> {
-    const settlements: Settlement[] = new Array(messages.length);
-    const groups = new Map<string, number[]>();
-    messages.forEach((message, index) => {
-      const group = this.groupKey(p, message) ?? `#${index}`;
-      groups.set(group, [...(groups.get(group) ?? []), index]);
-    });
-    await Promise.all(
-      [...groups.values()].map(async (indexes) => {
-        for (const index of indexes) {
-          const message = messages[index] as TransportMessage;
-          settlements[index] = await limit(() => this.settle(p, instance, message, maxAttempts));
-        }
-      }),
-    );
-    return settlements;
+    const attempts = messages.map((m) => Math.max(1, m.deliveryAttempt));
+    try {
+      const outcomes = await engine.executeBatch(
+        p.target,
+        instance,
+        messages,
+        attempts.map((attempt) => deliveryInfo({ attempt, maxAttempts })),
+      );
+      return outcomes.map((o, i) => this.settlementOf(o, attempts[i] as number, maxAttempts));
+    } catch (error) {
+      // Only a bug can get here (the engine reports failures as outcomes); never lose the batch over it.
+      const reason = `the engine failed: ${String(error)}`;
+      return messages.map(() => ({ action: 'retry', delayMs: this.options.retryMaxDelayMs, reason }));
+    }
   }
 
-  private async settle(
-    p: Planned,
-    instance: Record<string, Handler>,
-    message: TransportMessage,
-    maxAttempts: number,
-  ): Promise<Settlement> {
-    const attempt = Math.max(1, message.deliveryAttempt);
-    try {
-      await (instance[p.method] as Handler).call(instance, message, deliveryInfo({ attempt, maxAttempts }));
-      return { action: 'ack' };
-    } catch (error) {
-      if (error instanceof IdempotencyInFlightError) {
+  /** What the transport must do with a message, from its outcome. */
+  private settlementOf(outcome: Execution, attempt: number, maxAttempts: number): Settlement {
+    switch (outcome.kind) {
+      case 'processed':
+      case 'takeover':
+      case 'duplicate':
+        return { action: 'ack' };
+      case 'inFlight':
         return {
           action: 'retry',
           delayMs: this.options.inFlightDelayMs,
           reason: 'another copy is in flight',
         };
+      default: {
+        const error = outcome.error;
+        const reason =
+          error instanceof Error ? `${error.name}: ${error.message}` : `thrown: ${String(error)}`;
+        if (error instanceof IdempotencyError && POISON.has(error.code))
+          return { action: 'deadLetter', reason };
+        if (attempt >= maxAttempts)
+          return { action: 'deadLetter', reason: `failed ${attempt} times; last: ${reason}` };
+        return { action: 'retry', delayMs: this.backoff(attempt), reason };
       }
-      const reason = error instanceof Error ? `${error.name}: ${error.message}` : `thrown: ${String(error)}`;
-      if (error instanceof IdempotencyError && POISON.has(error.code))
-        return { action: 'deadLetter', reason };
-      if (attempt >= maxAttempts)
-        return { action: 'deadLetter', reason: `failed ${attempt} times; last: ${reason}` };
-      return { action: 'retry', delayMs: this.backoff(attempt), reason };
     }
   }
 
@@ -223,15 +214,6 @@ export class ListenerRegistry {
     const { retryBaseDelayMs, retryMaxDelayMs, random } = this.options;
     const exponential = Math.min(retryMaxDelayMs, retryBaseDelayMs * 2 ** Math.min(attempt - 1, 30));
     return Math.round(exponential * (0.8 + 0.4 * random()));
-  }
-
-  private groupKey(p: Planned, message: TransportMessage): string | undefined {
-    try {
-      const key = canonicalKey(p.options.key(message), Number.MAX_SAFE_INTEGER);
-      return 'key' in key ? key.key : undefined;
-    } catch {
-      return undefined;
-    }
   }
 
   /** Finds the listeners and everything wrong with the wiring. */
@@ -281,9 +263,9 @@ export class ListenerRegistry {
         );
         continue;
       }
-      const declaring = declaringClassOf(ctor, method) ?? ctor;
-      const scope = scopeOf(ctor, declaring, method, options as IdempotentOptions<never>);
-      planned.push({ id: serviceIdentifier, ctor, metadata, method, options, scope });
+      const target = getHandlerMethod(ctor, method) as HandlerMethod;
+      const scope = scopeOf(ctor, target.ctor, method, target.options);
+      planned.push({ id: serviceIdentifier, ctor, metadata, method, target, scope });
     }
 
     for (const [i, a] of planned.entries()) {
@@ -303,20 +285,4 @@ export class ListenerRegistry {
     }
     return { planned, offenders };
   }
-}
-
-/** Runs at most `n` of the given functions at once. */
-function semaphore(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
-  let active = 0;
-  const waiting: (() => void)[] = [];
-  return async (fn) => {
-    if (active >= n) await new Promise<void>((resolve) => waiting.push(resolve));
-    active++;
-    try {
-      return await fn();
-    } finally {
-      active--;
-      waiting.shift()?.();
-    }
-  };
 }

@@ -1,0 +1,78 @@
+import {
+  getHandlerMethod,
+  IDEMPOTENCY_HANDLER,
+  Idempotent,
+  MemoryIdempotencyCache,
+} from '@idempotent-mq/core';
+import { type FakeClock, FaultyCache } from '@idempotent-mq/testing';
+import { injectable } from 'inversify';
+import { describe, expect, it } from 'vitest';
+import { harness, type Message, msg } from '../support/engine-harness.js';
+
+@injectable()
+class Batched {
+  runs: string[] = [];
+  @Idempotent({ key: (m: Message) => m.keys })
+  async onMessage(m: Message) {
+    this.runs.push(m.keys[0] as string);
+    if (m.keys[0] === 'FAIL') throw new Error('this one fails');
+  }
+}
+
+function setup() {
+  const h = harness({ cache: (clock: FakeClock) => new FaultyCache(new MemoryIdempotencyCache({ clock })) });
+  const consumer = h.get(Batched);
+  const engine = h.container.get(IDEMPOTENCY_HANDLER);
+  const target = getHandlerMethod(Batched, 'onMessage');
+  if (!target) throw new Error('no handler method recorded');
+  const batch = (keys: string[]) =>
+    engine.executeBatch(
+      target,
+      consumer,
+      keys.map((k) => msg(k)),
+    );
+  return { h, consumer, batch };
+}
+
+describe('the batch path', () => {
+  it('answers a batch of duplicates with one cache round trip and no handler call', async () => {
+    const { h, consumer, batch } = setup();
+    const keys = Array.from({ length: 32 }, (_, i) => `K${i}`);
+    await batch(keys);
+    h.cache.faults.calls.clear();
+    const outcomes = await batch(keys);
+    expect(outcomes.map((o) => o.kind)).toEqual(keys.map(() => 'duplicate'));
+    expect(outcomes.every((o) => o.tier === 'cache')).toBe(true);
+    expect(h.cache.faults.calls.get('getMany')).toBe(1);
+    expect(h.cache.faults.calls.get('get')).toBeUndefined();
+    expect(consumer.runs).toHaveLength(32);
+  });
+
+  it('the same key twice in one batch runs once; a failing entry fails alone; outcomes stay aligned', async () => {
+    const { consumer, batch } = setup();
+    const outcomes = await batch(['A', 'B', 'A', 'FAIL', 'C', 'B']);
+    expect(outcomes.map((o) => o.kind)).toEqual([
+      'processed',
+      'processed',
+      'duplicate',
+      'failed',
+      'processed',
+      'duplicate',
+    ]);
+    expect(outcomes.map((o) => o.token?.key)).toEqual(['A', 'B', 'A', 'FAIL', 'C', 'B']);
+    expect(consumer.runs.sort()).toEqual(['A', 'B', 'C', 'FAIL']);
+  });
+
+  it('a cache that fails the batch read is bypassed; the store still catches the duplicates', async () => {
+    const { h, consumer, batch } = setup();
+    await batch(['X', 'Y']);
+    h.cache.faults.inject('getMany', { fail: new Error('ECONNRESET') });
+    const outcomes = await batch(['X', 'Y', 'Z']);
+    expect(outcomes.map((o) => [o.kind, o.tier, o.cacheBypassed])).toEqual([
+      ['duplicate', 'store', true],
+      ['duplicate', 'store', true],
+      ['processed', undefined, true],
+    ]);
+    expect(consumer.runs).toEqual(['X', 'Y', 'Z']);
+  });
+});
