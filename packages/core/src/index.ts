@@ -56,6 +56,7 @@ export {
   type MemoryIdempotencyStoreOptions,
   MemoryTransaction,
 } from './memory/memory-idempotency-store.js';
+export { NoIdempotencyCache } from './memory/no-idempotency-cache.js';
 export {
   declaringClassOf,
   getHandlerMethod,

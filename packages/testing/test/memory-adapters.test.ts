@@ -27,3 +27,24 @@ describe('MemoryIdempotencyCache bounds', () => {
     expect(() => new MemoryIdempotencyCache({ maxEntries: 0 })).toThrow('"maxEntries"');
   });
 });
+
+describe('MemoryIdempotencyStore bounds', () => {
+  it('past maxRecords forgets the oldest completed record, never a claim in progress', async () => {
+    const store = new MemoryIdempotencyStore({ maxRecords: 3, clock: new FakeClock() });
+    const t = (key: string) => ({ scope: 's', key });
+    await store.claim({ token: t('live'), owner: 'o', leaseMs: 60_000 });
+    for (const key of ['a', 'b']) {
+      await store.claim({ token: t(key), owner: 'o', leaseMs: 60_000 });
+      await store.complete({ token: t(key), owner: 'o', ttlMs: 60_000 });
+    }
+    await store.claim({ token: t('c'), owner: 'o', leaseMs: 60_000 });
+    expect(store.size).toBe(3);
+    expect((await store.getMany(['live', 'a', 'b', 'c'].map(t))).map((r) => r?.status)).toEqual([
+      'inProgress',
+      undefined,
+      'completed',
+      'inProgress',
+    ]);
+    expect(() => new MemoryIdempotencyStore({ maxRecords: 0 })).toThrow('"maxRecords"');
+  });
+});

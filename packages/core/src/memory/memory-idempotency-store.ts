@@ -3,7 +3,7 @@
  * transactions whose claim, business writes and completion commit or roll back together.
  */
 import { BaseIdempotencyStore, type BaseIdempotencyStoreOptions } from '../base-idempotency-store.js';
-import { LeaseLostError } from '../errors.js';
+import { InvalidOptionError, LeaseLostError } from '../errors.js';
 import { type Clock, SystemClock } from '../ports/clock.js';
 import type {
   ClaimRequest,
@@ -79,6 +79,13 @@ export class MemoryTransaction {
 export interface MemoryIdempotencyStoreOptions extends BaseIdempotencyStoreOptions {
   /** The store's clock: leases and retention are compared against it. @defaultValue the system clock */
   clock?: Clock;
+  /**
+   * The most records kept. Past it the oldest completed records are forgotten (never a claim in
+   * progress), so a process's memory stays bounded; a forgotten token would run again. Size it above the
+   * tokens one ttl sees, or use a durable store.
+   * @defaultValue 1 000 000
+   */
+  maxRecords?: number;
 }
 
 type MutableRecord = { -readonly [K in keyof IdempotencyRecord]: IdempotencyRecord[K] };
@@ -86,10 +93,15 @@ type MutableRecord = { -readonly [K in keyof IdempotencyRecord]: IdempotencyReco
 export class MemoryIdempotencyStore extends BaseIdempotencyStore<MemoryTransaction> {
   private readonly records = new Map<string, MutableRecord>();
   private readonly clock: Clock;
+  private readonly maxRecords: number;
 
   constructor(options: MemoryIdempotencyStoreOptions = {}) {
     super(options);
     this.clock = options.clock ?? new SystemClock();
+    const max = options.maxRecords ?? 1_000_000;
+    if (!Number.isInteger(max) || max < 1)
+      throw new InvalidOptionError('maxRecords', 'a positive integer', max);
+    this.maxRecords = max;
   }
 
   /** How many records are held (completed and in progress, expired ones not yet purged included). */
@@ -118,6 +130,7 @@ export class MemoryIdempotencyStore extends BaseIdempotencyStore<MemoryTransacti
     if (this.records.has(id)) return undefined;
     const record = this.newClaim(request, 1);
     this.records.set(id, record);
+    if (this.records.size > this.maxRecords) this.evictOldestCompleted();
     tx?.recordUndo(() => {
       if (this.records.get(id) === record) this.records.delete(id);
     });
@@ -200,6 +213,16 @@ export class MemoryIdempotencyStore extends BaseIdempotencyStore<MemoryTransacti
       await Promise.resolve();
     } while (batch.length === batchSize);
     return purged;
+  }
+
+  /** Forgets the oldest completed record (a Map iterates in insertion order). */
+  private evictOldestCompleted(): void {
+    for (const [id, record] of this.records) {
+      if (record.status === 'completed') {
+        this.records.delete(id);
+        return;
+      }
+    }
   }
 
   private newClaim(request: ClaimRequest, fence: number): MutableRecord {

@@ -1,0 +1,16 @@
+/**
+ * A cache that remembers nothing: for a store that is itself one fast round trip (the Redis store), so
+ * a duplicate costs exactly one store call and a first-time message two.
+ */
+import type { CachedCompletion, IdempotencyCache } from '../ports/idempotency-cache.js';
+
+export class NoIdempotencyCache implements IdempotencyCache {
+  async get(): Promise<CachedCompletion | undefined> {
+    return undefined;
+  }
+  async getMany(tokens: readonly unknown[]): Promise<(CachedCompletion | undefined)[]> {
+    return tokens.map(() => undefined);
+  }
+  async set(): Promise<void> {}
+  async delete(): Promise<void> {}
+}
