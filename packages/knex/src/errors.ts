@@ -1,0 +1,36 @@
+/** The errors this package raises beyond core's; connection failures surface as core's `StoreUnavailableError`. */
+import { IdempotencyStoreError, type StoreStep, type TokenRef } from '@idempotent-mq/core';
+
+/**
+ * The token table does not exist (or the store points at the wrong name). Not an outage: no amount of
+ * waiting fixes it, so it is never classed as unavailable and a fail-open policy does not act on it.
+ */
+export class IdempotencyTableMissingError extends IdempotencyStoreError {
+  override readonly name = 'IdempotencyTableMissingError';
+  constructor(
+    step: StoreStep,
+    token: TokenRef | undefined,
+    readonly tableName: string,
+    cause: unknown,
+  ) {
+    super(step, token, cause);
+    this.message =
+      `The idempotency table "${tableName}" does not exist. Add idempotencyMigration({ tableName: ` +
+      `'${tableName}' }) from @idempotent-mq/knex to your knex migrations and run them, or call ` +
+      `createIdempotencyTable(knex, { tableName: '${tableName}' }) at start-up.`;
+  }
+}
+
+/**
+ * A token the table cannot hold exactly: longer than its column, or not valid Unicode text. Refused
+ * rather than truncated or re-encoded, which could make two different keys one.
+ */
+export class UnstorableTokenError extends IdempotencyStoreError {
+  override readonly name = 'UnstorableTokenError';
+  constructor(
+    token: TokenRef,
+    readonly reason: string,
+  ) {
+    super('claim', token, new Error(reason));
+  }
+}

@@ -1,0 +1,402 @@
+/**
+ * The SQL store: one row per token in a table of your database, written in the same knex transaction as
+ * the handler's business rows, so that the claim, the effect and the completion commit together or not
+ * at all. Times are read from the database's clock in SQL, never from this process.
+ */
+import { createHash } from 'node:crypto';
+import {
+  BaseIdempotencyStore,
+  type BaseIdempotencyStoreOptions,
+  type ClaimRequest,
+  type ClaimResult,
+  type CompleteRequest,
+  codePointLength,
+  IdempotencyError,
+  type IdempotencyRecord,
+  IdempotencyStoreError,
+  InvalidOptionError,
+  type StoreStep,
+  StoreUnavailableError,
+  type TokenRef,
+  tokenId,
+} from '@idempotent-mq/core';
+import type { Knex } from 'knex';
+import { isConnectionFailure } from './connection-failure.js';
+import { type Db, type Dialect, toNumber } from './dialects/dialect.js';
+import { dialectOf } from './dialects/dialect-of.js';
+import { IdempotencyTableMissingError, UnstorableTokenError } from './errors.js';
+import {
+  type IdempotencyTableOptions,
+  type ResolvedTableOptions,
+  resolveTableOptions,
+} from './table-options.js';
+import { isExpired, STATUS_COMPLETED, STATUS_IN_PROGRESS, type TokenRow, toRecord } from './token-row.js';
+
+export interface KnexIdempotencyStoreOptions extends IdempotencyTableOptions, BaseIdempotencyStoreOptions {
+  /**
+   * Rows deleted per statement by {@link KnexIdempotencyStore.purgeExpired} when the call names none.
+   * @defaultValue 1000
+   */
+  purgeBatchSize?: number;
+  /**
+   * Isolation level of the transactions the store opens for transactional handlers.
+   * @defaultValue the database's default (READ COMMITTED on PostgreSQL, REPEATABLE READ on InnoDB)
+   */
+  isolationLevel?: Knex.IsolationLevels;
+}
+
+/** Columns the store writes besides the token; the owner and fingerprint must fit them exactly. */
+const OWNER_LENGTH = 64;
+const FINGERPRINT_LENGTH = 255;
+/** Tokens per statement of {@link KnexIdempotencyStore.getMany}, well under every driver's parameter limit. */
+const LOOKUP_CHUNK = 500;
+const MAX_BATCH = 100_000;
+
+/**
+ * An {@link IdempotencyStore} on the knex instance you already have (its pool, TLS and dialect):
+ * PostgreSQL, MySQL/MariaDB or SQLite. Create the table first with {@link idempotencyMigration} or
+ * {@link createIdempotencyTable}, with the same table options.
+ *
+ * In transactional mode the handler receives the knex transaction as `ctx.trx`. A second copy of a
+ * token arriving while the first copy's transaction is open answers `inFlight` at once on PostgreSQL
+ * (advisory lock) and MySQL/MariaDB (`GET_LOCK`); on SQLite it waits for the first to finish, since
+ * SQLite runs one transaction at a time.
+ */
+export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction> {
+  private readonly table: ResolvedTableOptions;
+  private readonly dialect: Dialect;
+  private readonly purgeBatchSize: number;
+  private readonly isolationLevel: Knex.IsolationLevels | undefined;
+  /** Transactions this store opened, with the session locks they hold (MySQL). */
+  private readonly opened = new WeakMap<Knex.Transaction, string[]>();
+
+  constructor(
+    private readonly knex: Knex,
+    options: KnexIdempotencyStoreOptions = {},
+  ) {
+    super(options);
+    this.table = resolveTableOptions(options);
+    this.dialect = dialectOf(knex);
+    this.purgeBatchSize = batchSize('purgeBatchSize', options.purgeBatchSize ?? 1000);
+    this.isolationLevel = options.isolationLevel;
+  }
+
+  /** The dialect the store speaks: `postgresql`, `mysql` or `sqlite`. */
+  get dialectName(): Dialect['name'] {
+    return this.dialect.name;
+  }
+
+  async transaction<T>(work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+    let began = false;
+    let failure: { error: unknown } | undefined;
+    const config = this.isolationLevel ? { isolationLevel: this.isolationLevel } : undefined;
+    try {
+      return await this.knex.transaction(async (trx) => {
+        began = true;
+        const held: string[] = [];
+        this.opened.set(trx, held);
+        try {
+          return await work(trx);
+        } catch (error) {
+          failure = { error };
+          throw error;
+        } finally {
+          // Before the end of the transaction: a copy that gets the lock meanwhile waits only for our commit.
+          await this.dialect.releaseLocks(trx, held);
+        }
+      }, config);
+    } catch (error) {
+      if (failure) throw failure.error;
+      // Could not begin: nothing ran, so an outage here may be treated as one.
+      if (!began) throw this.translate('transaction', undefined, error);
+      // The commit failed. It may have reached the database, so this is never "unavailable": a fail-open
+      // policy must not run the handler a second time.
+      throw new IdempotencyStoreError('transaction', undefined, error);
+    }
+  }
+
+  override async claim(request: ClaimRequest, tx?: Knex.Transaction): Promise<ClaimResult> {
+    const problem =
+      this.unstorable(request.token) ??
+      tooLong('owner', request.owner, OWNER_LENGTH) ??
+      (request.fingerprint === undefined
+        ? undefined
+        : tooLong('fingerprint', request.fingerprint, FINGERPRINT_LENGTH));
+    if (problem) throw new UnstorableTokenError(request.token, problem);
+    return this.run('claim', request.token, async () => {
+      if (tx) {
+        const lock = await this.dialect.tryLock(tx, this.lockId(request.token), this.opened.get(tx));
+        if (lock && !lock.acquired) return this.heldElsewhere(request.token, lock.nowMs, tx);
+      }
+      return super.claim(request, tx);
+    });
+  }
+
+  protected async insertIfAbsent(
+    request: ClaimRequest,
+    tx?: Knex.Transaction,
+  ): Promise<IdempotencyRecord | undefined> {
+    const db = tx ?? this.knex;
+    const row = await this.dialect.insertIfAbsent(db, this.table.tableName, {
+      scope: this.dialect.bindText(request.token.scope),
+      key: this.dialect.bindText(request.token.key),
+      status: STATUS_IN_PROGRESS,
+      owner: request.owner,
+      fence: 1,
+      lease_expires_at: this.nowPlus(db, request.leaseMs),
+      fingerprint: request.fingerprint ?? null,
+      result: null,
+      created_at: db.raw(this.dialect.nowMs),
+      completed_at: null,
+      expires_at: null,
+    });
+    return row && this.record(row);
+  }
+
+  protected async takeOverIfExpired(
+    request: ClaimRequest,
+    tx?: Knex.Transaction,
+  ): Promise<{ record: IdempotencyRecord; takeover: boolean } | undefined> {
+    const db = tx ?? this.knex;
+    const now = db.raw(this.dialect.nowMs);
+    const update = db(this.table.tableName)
+      .where(this.tokenWhere(request.token))
+      .andWhere((expired) =>
+        expired
+          .where((lease) => lease.where('status', STATUS_IN_PROGRESS).andWhere('lease_expires_at', '<=', now))
+          .orWhere((ttl) => ttl.where('status', STATUS_COMPLETED).andWhere('expires_at', '<=', now)),
+      )
+      .update({
+        // First: MySQL evaluates SET left to right, and this must read the old status.
+        fence: db.raw('case when ?? = ? then ?? + 1 else 1 end', ['status', STATUS_IN_PROGRESS, 'fence']),
+        status: STATUS_IN_PROGRESS,
+        owner: request.owner,
+        lease_expires_at: this.nowPlus(db, request.leaseMs),
+        fingerprint: request.fingerprint ?? null,
+        result: null,
+        created_at: now,
+        completed_at: null,
+        expires_at: null,
+      });
+    const row = await this.dialect.updateReturning(update, () =>
+      db(this.table.tableName).select('*').where(this.heldWhere(request.token, request.owner)),
+    );
+    // A completed record restarts at fence 1; only a taken-over claim goes above it.
+    return row && { record: this.record(row), takeover: toNumber(row.fence) > 1 };
+  }
+
+  protected async find(token: TokenRef, tx?: Knex.Transaction): Promise<IdempotencyRecord | undefined> {
+    const query = (tx ?? this.knex)(this.table.tableName).select('*').where(this.tokenWhere(token));
+    const rows: TokenRow[] = await (tx && this.dialect.lockingReads ? query.forShare() : query);
+    return rows[0] && this.record(rows[0]);
+  }
+
+  async renew(token: TokenRef, owner: string, leaseMs: number, tx?: Knex.Transaction): Promise<boolean> {
+    if (this.unstorable(token)) return false;
+    return this.run('renew', token, async () => {
+      if (tx) {
+        // The claim is uncommitted, or its row is locked by this transaction: no copy can take it over
+        // before the commit, and a new lease would become visible only with the completion. Renewing
+        // therefore only checks that the claim is still this owner's.
+        if (tx.isCompleted()) return false;
+        return (await tx(this.table.tableName).select('id').where(this.heldWhere(token, owner))).length === 1;
+      }
+      const changed = await this.knex(this.table.tableName)
+        .where(this.heldWhere(token, owner))
+        .update({ lease_expires_at: this.nowPlus(this.knex, leaseMs) });
+      if (toNumber(changed) > 0) return true;
+      // A MySQL connection without CLIENT_FOUND_ROWS counts an unchanged row (same millisecond) as 0.
+      if (this.dialect.name !== 'mysql') return false;
+      return (
+        (await this.knex(this.table.tableName).select('id').where(this.heldWhere(token, owner))).length === 1
+      );
+    });
+  }
+
+  async complete(request: CompleteRequest, tx?: Knex.Transaction): Promise<boolean> {
+    if (this.unstorable(request.token)) return false;
+    return this.run('complete', request.token, async () => {
+      const db = tx ?? this.knex;
+      const changed = await db(this.table.tableName)
+        .where(this.heldWhere(request.token, request.owner))
+        .update({
+          status: STATUS_COMPLETED,
+          lease_expires_at: null,
+          result: request.result ?? null,
+          completed_at: db.raw(this.dialect.nowMs),
+          expires_at: this.nowPlus(db, request.ttlMs),
+        });
+      return toNumber(changed) > 0;
+    });
+  }
+
+  async release(token: TokenRef, owner: string, tx?: Knex.Transaction): Promise<boolean> {
+    if (this.unstorable(token)) return false;
+    return this.run('release', token, async () => {
+      const deleted = await (tx ?? this.knex)(this.table.tableName)
+        .where(this.heldWhere(token, owner))
+        .delete();
+      return toNumber(deleted) > 0;
+    });
+  }
+
+  async get(token: TokenRef, tx?: Knex.Transaction): Promise<IdempotencyRecord | undefined> {
+    if (this.unstorable(token)) return undefined;
+    return this.run('read', token, async () => {
+      const db = tx ?? this.knex;
+      const rows: TokenRow[] = await this.live(
+        db,
+        db(this.table.tableName).select('*').where(this.tokenWhere(token)),
+      );
+      return rows[0] && this.record(rows[0]);
+    });
+  }
+
+  async getMany(tokens: readonly TokenRef[]): Promise<(IdempotencyRecord | undefined)[]> {
+    const storable = tokens.filter((token) => !this.unstorable(token));
+    const found = new Map<string, IdempotencyRecord>();
+    await this.run('read', undefined, async () => {
+      for (let i = 0; i < storable.length; i += LOOKUP_CHUNK) {
+        const chunk = storable.slice(i, i + LOOKUP_CHUNK);
+        const pairs = chunk.map((t) => [this.dialect.bindText(t.scope), this.dialect.bindText(t.key)]);
+        const rows: TokenRow[] = await this.live(
+          this.knex,
+          this.knex(this.table.tableName).select('*').whereIn(['scope', 'key'], pairs),
+        );
+        for (const row of rows) {
+          const record = this.record(row);
+          found.set(tokenId(record), record);
+        }
+      }
+    });
+    return tokens.map((token) => found.get(tokenId(token)));
+  }
+
+  async purgeExpired(options: { readonly batchSize?: number } = {}): Promise<number> {
+    const size = batchSize('batchSize', options.batchSize ?? this.purgeBatchSize);
+    return this.run('purge', undefined, async () => {
+      let purged = 0;
+      for (;;) {
+        // Ids first, then a delete by primary key: each statement locks at most one batch of rows, and
+        // MySQL refuses LIMIT inside an IN subquery.
+        const ids = (await this.expired(this.knex(this.table.tableName).select('id')).limit(size)).map(
+          (row: { id: number | string }) => row.id,
+        );
+        if (ids.length === 0) return purged;
+        // The condition again: a record re-claimed since the select is no longer expired and stays.
+        purged += toNumber(await this.expired(this.knex(this.table.tableName).whereIn('id', ids)).delete());
+        if (ids.length < size) return purged;
+      }
+    });
+  }
+
+  /** The table's rows as records. */
+  private record(row: TokenRow): IdempotencyRecord {
+    return toRecord(row, (value) => this.dialect.readText(value));
+  }
+
+  /**
+   * Another open transaction holds the token's lock: it is claiming or running this token now. The
+   * answer is its committed row if that still stands (a completed record, a live lease), else a stand-in
+   * claim in progress (owner '', fence 0), since the other claim is not visible before it commits.
+   */
+  private async heldElsewhere(token: TokenRef, nowMs: number, tx: Knex.Transaction): Promise<ClaimResult> {
+    // A plain read: a locking one would wait on the very transaction that holds the token.
+    const rows: TokenRow[] = await tx(this.table.tableName).select('*').where(this.tokenWhere(token));
+    const row = rows[0];
+    if (row && !isExpired(row, nowMs)) return { status: 'exists', record: this.record(row) };
+    return {
+      status: 'exists',
+      record: {
+        scope: token.scope,
+        key: token.key,
+        status: STATUS_IN_PROGRESS,
+        owner: '',
+        fence: 0,
+        createdAt: nowMs,
+      },
+    };
+  }
+
+  private tokenWhere(token: TokenRef): Record<string, string | Buffer> {
+    return { scope: this.dialect.bindText(token.scope), key: this.dialect.bindText(token.key) };
+  }
+
+  /** The token's row while `owner` holds it in progress: the fence of renew, complete and release. */
+  private heldWhere(token: TokenRef, owner: string): Record<string, string | Buffer> {
+    return { ...this.tokenWhere(token), owner, status: STATUS_IN_PROGRESS };
+  }
+
+  private nowPlus(db: Db, ms: number): Knex.Raw {
+    return db.raw(`(${this.dialect.nowMs} + ?)`, [ms]);
+  }
+
+  /** Keeps rows that still stand: in progress, or completed and within retention. */
+  private live(db: Db, query: Knex.QueryBuilder): Knex.QueryBuilder {
+    return query.andWhere((q) =>
+      q.whereNull('expires_at').orWhere('expires_at', '>', db.raw(this.dialect.nowMs)),
+    );
+  }
+
+  private expired(query: Knex.QueryBuilder): Knex.QueryBuilder {
+    return query
+      .where('status', STATUS_COMPLETED)
+      .andWhere('expires_at', '<=', this.knex.raw(this.dialect.nowMs));
+  }
+
+  private lockId(token: TokenRef): Buffer {
+    return createHash('sha256')
+      .update(`${this.table.tableName}\u0000${token.scope}\u0000${token.key}`)
+      .digest();
+  }
+
+  /** Why the table cannot hold this token exactly, or undefined when it can. */
+  private unstorable(token: TokenRef): string | undefined {
+    return (
+      textProblem('scope', token.scope, this.table.scopeLength, 'scopeLength') ??
+      textProblem('key', token.key, this.table.keyLength, 'keyLength')
+    );
+  }
+
+  private async run<T>(step: StoreStep, token: TokenRef | undefined, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      throw this.translate(step, token, error);
+    }
+  }
+
+  private translate(step: StoreStep, token: TokenRef | undefined, error: unknown): IdempotencyError {
+    if (error instanceof IdempotencyError) return error;
+    if (isConnectionFailure(error)) return new StoreUnavailableError(step, token, error);
+    if (this.dialect.isMissingTable(error)) {
+      return new IdempotencyTableMissingError(step, token, this.table.tableName, error);
+    }
+    return new IdempotencyStoreError(step, token, error);
+  }
+}
+
+function textProblem(what: string, value: string, max: number, option: string): string | undefined {
+  const length = codePointLength(value);
+  if (length > max) {
+    return (
+      `the ${what} is ${length} code points; the table holds ${max}. Keep the engine's maxKeyLength ` +
+      `within the table's ${option}, or widen the column and set ${option}`
+    );
+  }
+  // Lone surrogates would be re-encoded as U+FFFD by the driver, so two different keys could meet.
+  if (/\p{Cs}/u.test(value)) return `the ${what} is not valid Unicode (a lone surrogate)`;
+  if (value.includes('\u0000')) return `the ${what} contains U+0000, which PostgreSQL text cannot hold`;
+  return undefined;
+}
+
+function tooLong(what: string, value: string, max: number): string | undefined {
+  return value.length > max ? `the ${what} is ${value.length} characters; the table holds ${max}` : undefined;
+}
+
+function batchSize(option: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1 || value > MAX_BATCH) {
+    throw new InvalidOptionError(option, `an integer from 1 to ${MAX_BATCH}`, value);
+  }
+  return value;
+}

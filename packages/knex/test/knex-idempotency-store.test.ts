@@ -1,0 +1,402 @@
+/**
+ * The SQL store on each real database, beyond the contract: the table's own rows, two transactional
+ * copies at once, exact keys and results, refused tokens, a missing table, and a process that dies
+ * before its commit.
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  type ClaimResult,
+  IdempotencyStoreError,
+  StoreUnavailableError,
+  type TokenRef,
+} from '@idempotent-mq/core';
+import type { Knex } from 'knex';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createIdempotencyTable,
+  dropIdempotencyTable,
+  IdempotencyTableMissingError,
+  KnexIdempotencyStore,
+  UnstorableTokenError,
+} from '../src/index.js';
+import { DIALECTS, openDatabase, sleep, type TestDatabase, uniqueTable } from './support/databases.js';
+
+interface Row {
+  scope: unknown;
+  key: unknown;
+  status: string;
+  owner: string;
+  fence: number | string;
+  lease_expires_at: number | string | null;
+  fingerprint: string | null;
+  result: string | null;
+  created_at: number | string;
+  completed_at: number | string | null;
+  expires_at: number | string | null;
+}
+
+const text = (value: unknown): string => (Buffer.isBuffer(value) ? value.toString('utf8') : String(value));
+
+for (const dialect of DIALECTS) {
+  describe(`KnexIdempotencyStore on ${dialect}`, () => {
+    const tableName = uniqueTable();
+    const businessTable = uniqueTable('biz');
+    let db: TestDatabase;
+    let knex: Knex;
+    let store: KnexIdempotencyStore;
+    let scope: string;
+
+    /** The table's rows for a scope, read with plain SQL rather than through the store. */
+    const rows = async (s = scope): Promise<Row[]> => {
+      const all: Row[] = await knex(tableName).select('*').orderBy('id');
+      return all.filter((r) => text(r.scope) === s);
+    };
+    const dbNow = async (): Promise<number> => {
+      const now = await knex.raw(`select ${nowSql(dialect)} as now_ms`);
+      const row = dialect === 'postgresql' ? now.rows[0] : dialect === 'mysql' ? now[0][0] : now[0];
+      return Number(row.now_ms);
+    };
+    const token = (key: string): TokenRef => ({ scope, key });
+    const claim = (key: string, owner: string = randomUUID(), tx?: Knex.Transaction, leaseMs = 5_000) =>
+      store.claim({ token: token(key), owner, leaseMs }, tx);
+
+    beforeAll(async () => {
+      db = openDatabase(dialect);
+      knex = db.knex;
+      await createIdempotencyTable(knex, { tableName });
+      await knex.schema.createTable(businessTable, (t) => {
+        t.increments('id');
+        t.string('ref', 64).notNullable();
+      });
+      store = new KnexIdempotencyStore(knex, { tableName });
+    });
+    afterAll(async () => {
+      await dropIdempotencyTable(knex, { tableName });
+      await knex.schema.dropTableIfExists(businessTable);
+      await db.close();
+    });
+    const freshScope = () => {
+      scope = `store-${randomUUID()}`;
+    };
+
+    it('a claim, its completion and a takeover are written to the table as the record says', async () => {
+      freshScope();
+      const before = await dbNow();
+      await claim('ROW-1', 'owner-a', undefined, 400);
+      let [row] = await rows();
+      expect(row).toMatchObject({ status: 'inProgress', owner: 'owner-a', result: null });
+      expect(Number(row?.fence)).toBe(1);
+      expect(text(row?.key)).toBe('ROW-1');
+      // Times are the database's epoch milliseconds; the lease is the claim's time plus leaseMs.
+      expect(Number(row?.created_at)).toBeGreaterThanOrEqual(before);
+      expect(Number(row?.created_at)).toBeLessThanOrEqual((await dbNow()) + 1);
+      // PostgreSQL reads clock_timestamp() once per expression: the two may be a millisecond apart.
+      expect(Number(row?.lease_expires_at) - Number(row?.created_at)).toBeGreaterThanOrEqual(399);
+      expect(Number(row?.lease_expires_at) - Number(row?.created_at)).toBeLessThanOrEqual(402);
+
+      await sleep(450);
+      const taken = await claim('ROW-1', 'owner-b');
+      expect(taken).toMatchObject({ status: 'claimed', takeover: true });
+      [row] = await rows();
+      expect(row).toMatchObject({ status: 'inProgress', owner: 'owner-b' });
+      expect(Number(row?.fence)).toBe(2);
+
+      await expect(
+        store.complete({ token: token('ROW-1'), owner: 'owner-b', ttlMs: 86_400_000, result: '{"ok":true}' }),
+      ).resolves.toBe(true);
+      const all = await rows();
+      expect(all).toHaveLength(1);
+      [row] = all;
+      expect(row).toMatchObject({
+        status: 'completed',
+        owner: 'owner-b',
+        result: '{"ok":true}',
+        lease_expires_at: null,
+      });
+      expect(Number(row?.expires_at) - Number(row?.completed_at)).toBeGreaterThanOrEqual(86_400_000);
+      expect(Number(row?.expires_at) - Number(row?.completed_at)).toBeLessThanOrEqual(86_400_002);
+    });
+
+    it('keys are exact: case, accents, normalisation, trailing spaces and binary-looking text are all different keys', async () => {
+      freshScope();
+      const keys = [
+        'order-1',
+        'ORDER-1',
+        'order-1 ',
+        'order-1  ',
+        'caf\u00e9',
+        'cafe\u0301',
+        'cafe',
+        'stra\u00dfe',
+        'strasse',
+        '\u00ff\u00fe\u0001\u007f\u0080',
+        '\\x00\\xff',
+        '😀'.repeat(250),
+      ];
+      const results = await Promise.all(keys.map((k) => claim(k)));
+      expect(results.map((r) => r.status)).toEqual(keys.map(() => 'claimed'));
+      expect((await rows()).map((r) => text(r.key)).sort()).toEqual([...keys].sort());
+      const found = await store.getMany(keys.map(token));
+      expect(found.map((r) => r?.key)).toEqual(keys);
+    });
+
+    it('results survive the round trip exactly, astral plane included', async () => {
+      freshScope();
+      const result = JSON.stringify({
+        note: '支付 😀 𝄞 \u0000 \u2028 "quoted" \\ done',
+        big: 'x'.repeat(70_000),
+      });
+      await claim('RESULT', 'o');
+      await store.complete({ token: token('RESULT'), owner: 'o', ttlMs: 60_000, result });
+      const [row] = await rows();
+      expect(row?.result).toBe(result);
+      expect((await store.get(token('RESULT')))?.result).toBe(result);
+    });
+
+    it('a token the column cannot hold is refused before any SQL, and the transaction stays usable', async () => {
+      freshScope();
+      const refused = ['k'.repeat(251), `lone-\ud800-surrogate`, 'nul-\u0000-byte'];
+      await store.transaction(async (trx) => {
+        for (const key of refused) {
+          const error = await claim(key, 'o', trx).catch((e: unknown) => e);
+          expect(error).toBeInstanceOf(UnstorableTokenError);
+          expect(error).not.toBeInstanceOf(StoreUnavailableError);
+        }
+        // On PostgreSQL a failed statement would abort the transaction; nothing was sent, so it goes on.
+        expect((await claim('after-refusal', 'o', trx)).status).toBe('claimed');
+      });
+      expect((await rows()).map((r) => text(r.key))).toEqual(['after-refusal']);
+      // Reads of such a token answer "absent" rather than fail.
+      await expect(store.get(token('k'.repeat(251)))).resolves.toBeUndefined();
+      await expect(store.release(token('nul-\u0000-byte'), 'o')).resolves.toBe(false);
+    });
+
+    it('a rollback leaves neither the token nor the business row; the redelivery does the work once', async () => {
+      freshScope();
+      const ref = randomUUID();
+      const crash = new Error('process died before commit');
+      await expect(
+        store.transaction(async (trx) => {
+          await claim('PAY-1', 'first', trx);
+          await trx(businessTable).insert({ ref });
+          throw crash;
+        }),
+      ).rejects.toBe(crash);
+      expect(await rows()).toEqual([]);
+      expect(await knex(businessTable).where({ ref })).toEqual([]);
+
+      await store.transaction(async (trx) => {
+        const again = await claim('PAY-1', 'second', trx);
+        expect(again).toMatchObject({ status: 'claimed', takeover: false });
+        await trx(businessTable).insert({ ref });
+        await store.complete({ token: token('PAY-1'), owner: 'second', ttlMs: 60_000 }, trx);
+      });
+      expect(await knex(businessTable).where({ ref })).toHaveLength(1);
+      expect(await rows()).toMatchObject([{ status: 'completed', owner: 'second' }]);
+    });
+
+    if (dialect !== 'sqlite') {
+      it('a connection killed mid-transaction (a dead process) leaves nothing behind', async () => {
+        freshScope();
+        const ref = randomUUID();
+        const killer = openDatabase(dialect);
+        try {
+          const outcome = await store
+            .transaction(async (trx) => {
+              await claim('PAY-KILLED', 'doomed', trx);
+              await trx(businessTable).insert({ ref });
+              const id = await backendId(dialect, trx);
+              await (dialect === 'postgresql'
+                ? killer.knex.raw('select pg_terminate_backend(?)', [id])
+                : killer.knex.raw(`kill ${Number(id)}`));
+              await trx(businessTable).insert({ ref: `${ref}-after` });
+            })
+            .then(
+              () => 'committed',
+              () => 'failed',
+            );
+          expect(outcome).toBe('failed');
+        } finally {
+          await killer.close();
+        }
+        expect(await rows()).toEqual([]);
+        expect(await knex(businessTable).whereIn('ref', [ref, `${ref}-after`])).toEqual([]);
+        expect(await claim('PAY-KILLED', 'redelivery')).toMatchObject({ status: 'claimed', takeover: false });
+      });
+    }
+
+    if (dialect === 'sqlite') {
+      it('two copies at once in transactional mode: SQLite runs them one after the other, the second sees the first committed', async () => {
+        freshScope();
+        const order: string[] = [];
+        const first = store.transaction(async (trx) => {
+          expect((await claim('TWIN', 'first', trx)).status).toBe('claimed');
+          order.push('first claimed');
+          await sleep(300);
+          await store.complete({ token: token('TWIN'), owner: 'first', ttlMs: 60_000 }, trx);
+          order.push('first done');
+        });
+        await sleep(20);
+        const second = store.transaction(async (trx) => {
+          order.push('second begins');
+          return claim('TWIN', 'second', trx);
+        });
+        const [, answer] = await Promise.all([first, second]);
+        expect(order).toEqual(['first claimed', 'first done', 'second begins']);
+        expect(answer).toMatchObject({ status: 'exists', record: { status: 'completed', owner: 'first' } });
+      });
+    } else {
+      it('two copies at once in transactional mode: the second is told "in progress" at once, not after the first commits', async () => {
+        freshScope();
+        let release!: () => void;
+        const held = new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        let claimedFirst!: () => void;
+        const firstClaimed = new Promise<void>((resolve) => {
+          claimedFirst = resolve;
+        });
+        const first = store.transaction(async (trx) => {
+          expect((await claim('TWIN', 'first', trx)).status).toBe('claimed');
+          claimedFirst();
+          await held;
+          await store.complete({ token: token('TWIN'), owner: 'first', ttlMs: 60_000 }, trx);
+        });
+        await firstClaimed;
+        const started = performance.now();
+        const answer: ClaimResult = await store.transaction((trx) => claim('TWIN', 'second', trx));
+        const elapsed = performance.now() - started;
+        release();
+        await first;
+        // Without the lock, PostgreSQL waits for the first commit and InnoDB for up to 50 s.
+        expect(elapsed).toBeLessThan(500);
+        expect(answer.status).toBe('exists');
+        expect(answer.record).toMatchObject({ status: 'inProgress', fence: 0, owner: '' });
+        // The lock ends with the first transaction: a third copy now sees the completed record.
+        const third = await store.transaction((trx) => claim('TWIN', 'third', trx));
+        expect(third).toMatchObject({ status: 'exists', record: { status: 'completed', owner: 'first' } });
+      });
+
+      it('a copy meeting an open takeover is told "in progress" at once and never sees the dead owner as live', async () => {
+        freshScope();
+        await claim('ORPHAN', 'dead-worker', undefined, 200);
+        await sleep(250);
+        let release!: () => void;
+        const held = new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        let took!: () => void;
+        const taken = new Promise<void>((resolve) => {
+          took = resolve;
+        });
+        const first = store.transaction(async (trx) => {
+          expect(await claim('ORPHAN', 'heir', trx)).toMatchObject({ status: 'claimed', takeover: true });
+          took();
+          await held;
+          await store.complete({ token: token('ORPHAN'), owner: 'heir', ttlMs: 60_000 }, trx);
+        });
+        await taken;
+        const started = performance.now();
+        const answer = await store.transaction((trx) => claim('ORPHAN', 'late', trx));
+        expect(performance.now() - started).toBeLessThan(500);
+        release();
+        await first;
+        // The committed row still names the dead owner with an expired lease: the answer is a stand-in.
+        expect(answer).toMatchObject({ status: 'exists', record: { status: 'inProgress', owner: '' } });
+        expect(await rows()).toMatchObject([{ status: 'completed', owner: 'heir' }]);
+        expect(Number((await rows())[0]?.fence)).toBe(2);
+      });
+    }
+
+    it('renew inside the transaction answers for the owner only', async () => {
+      freshScope();
+      await store.transaction(async (trx) => {
+        await claim('RENEW', 'me', trx);
+        await expect(store.renew(token('RENEW'), 'me', 1_000, trx)).resolves.toBe(true);
+        await expect(store.renew(token('RENEW'), 'someone-else', 1_000, trx)).resolves.toBe(false);
+      });
+    });
+
+    it('purgeExpired deletes expired completed rows in batches and leaves the rest', async () => {
+      freshScope();
+      for (let i = 0; i < 7; i++) {
+        await claim(`OLD-${i}`, 'o');
+        await store.complete({ token: token(`OLD-${i}`), owner: 'o', ttlMs: 100 });
+      }
+      await claim('KEPT', 'o');
+      await store.complete({ token: token('KEPT'), owner: 'o', ttlMs: 3_600_000 });
+      await claim('STALE-LEASE', 'o', undefined, 100);
+      await sleep(200);
+      const statements: string[] = [];
+      const listen = (q: { sql: string }) => statements.push(q.sql);
+      knex.on('query', listen);
+      const purged = await store.purgeExpired({ batchSize: 3 });
+      knex.off('query', listen);
+      expect(purged).toBeGreaterThanOrEqual(7);
+      expect((await rows()).map((r) => text(r.key)).sort()).toEqual(['KEPT', 'STALE-LEASE']);
+      // Each delete names at most one batch of ids.
+      expect(statements.filter((s) => /^delete/i.test(s)).length).toBeGreaterThanOrEqual(3);
+      await expect(store.purgeExpired({ batchSize: 0 })).rejects.toThrow(/batchSize/);
+    });
+
+    it('getMany answers in one statement', async () => {
+      freshScope();
+      await claim('A', 'o');
+      await claim('C', 'o');
+      const statements: string[] = [];
+      const listen = (q: { sql: string }) => statements.push(q.sql);
+      knex.on('query', listen);
+      const found = await store.getMany([token('A'), token('B'), token('C'), token('A')]);
+      knex.off('query', listen);
+      expect(found.map((r) => r?.key)).toEqual(['A', undefined, 'C', 'A']);
+      expect(statements).toHaveLength(1);
+    });
+
+    it('a missing table fails with an error that names the migration, not as "unavailable"', async () => {
+      const missing = new KnexIdempotencyStore(knex, { tableName: uniqueTable('missing') });
+      const error = await missing
+        .claim({ token: { scope: 's', key: 'k' }, owner: 'o', leaseMs: 1_000 })
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(IdempotencyTableMissingError);
+      expect(error).toBeInstanceOf(IdempotencyStoreError);
+      expect(error).not.toBeInstanceOf(StoreUnavailableError);
+      expect((error as IdempotencyStoreError).code).toBe('STORE_FAILED');
+      expect((error as Error).message).toMatch(/idempotencyMigration.*createIdempotencyTable/s);
+      await expect(missing.get({ scope: 's', key: 'k' })).rejects.toBeInstanceOf(
+        IdempotencyTableMissingError,
+      );
+    });
+  });
+}
+
+describe('KnexIdempotencyStore options', () => {
+  it('refuses a table name that is not a plain identifier, and an unsupported client', () => {
+    const db = openDatabase('sqlite');
+    try {
+      for (const tableName of ['idem; drop table x', 'idem"', 'a.b.c', '', '1abc', 'x'.repeat(49)]) {
+        expect(() => new KnexIdempotencyStore(db.knex, { tableName })).toThrow(/tableName/);
+      }
+      expect(() => new KnexIdempotencyStore(db.knex, { tableName: 'billing.idem_tokens' })).not.toThrow();
+      expect(() => new KnexIdempotencyStore(db.knex, { keyLength: 601 })).toThrow(/keyLength/);
+      expect(() => new KnexIdempotencyStore(db.knex, { maxClaimAttempts: 0 })).toThrow(/maxClaimAttempts/);
+    } finally {
+      void db.close();
+    }
+  });
+});
+
+function nowSql(dialect: string): string {
+  switch (dialect) {
+    case 'postgresql':
+      return '(floor(extract(epoch from clock_timestamp()) * 1000)::bigint)';
+    case 'mysql':
+      return "(timestampdiff(microsecond, '1970-01-01 00:00:00', utc_timestamp(3)) div 1000)";
+    default:
+      return "(cast(round((julianday('now') - 2440587.5) * 86400000.0) as integer))";
+  }
+}
+
+async function backendId(dialect: string, trx: Knex.Transaction): Promise<number> {
+  if (dialect === 'postgresql') return Number((await trx.raw('select pg_backend_pid() as id')).rows[0].id);
+  return Number((await trx.raw('select connection_id() as id'))[0][0].id);
+}

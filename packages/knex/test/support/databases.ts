@@ -1,0 +1,73 @@
+/**
+ * Real databases for the tests: PostgreSQL and MariaDB/MySQL from `PG_URL` / `MYSQL_URL` (local defaults),
+ * SQLite in a temporary WAL file. A server that does not answer fails the tests; nothing is skipped.
+ * Each test file works in its own randomly named tables, since other suites share the servers.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import knexModule, { type Knex } from 'knex';
+
+export type DialectName = 'postgresql' | 'mysql' | 'sqlite';
+export const DIALECTS: readonly DialectName[] = ['postgresql', 'mysql', 'sqlite'];
+
+export const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const MYSQL_URL = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
+
+/** A table name no other test run uses. */
+export function uniqueTable(prefix = 'idem'): string {
+  return `${prefix}_${randomBytes(6).toString('hex')}`;
+}
+
+export interface TestDatabase {
+  readonly dialect: DialectName;
+  readonly knex: Knex;
+  /** Closes the pool and removes the SQLite file. */
+  close(): Promise<void>;
+}
+
+export function openDatabase(dialect: DialectName, pool: Knex.PoolConfig = {}): TestDatabase {
+  switch (dialect) {
+    case 'postgresql': {
+      const knex = knexModule({ client: 'pg', connection: PG_URL, pool: { min: 0, max: 12, ...pool } });
+      return { dialect, knex, close: () => knex.destroy() };
+    }
+    case 'mysql': {
+      const knex = knexModule({
+        client: 'mysql2',
+        connection: `${MYSQL_URL}${MYSQL_URL.includes('?') ? '&' : '?'}charset=utf8mb4`,
+        pool: { min: 0, max: 12, ...pool },
+      });
+      return { dialect, knex, close: () => knex.destroy() };
+    }
+    case 'sqlite': {
+      const dir = mkdtempSync(join(tmpdir(), 'idem-sqlite-'));
+      const knex = knexModule({
+        client: 'better-sqlite3',
+        connection: { filename: join(dir, 'test.db') },
+        useNullAsDefault: true,
+        pool: {
+          afterCreate: (
+            conn: { pragma(sql: string): unknown },
+            done: (err: Error | null, conn: unknown) => void,
+          ) => {
+            conn.pragma('journal_mode = WAL');
+            conn.pragma('synchronous = NORMAL');
+            done(null, conn);
+          },
+        },
+      });
+      return {
+        dialect,
+        knex,
+        close: async () => {
+          await knex.destroy();
+          rmSync(dir, { recursive: true, force: true });
+        },
+      };
+    }
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
