@@ -1,0 +1,11 @@
+-- Deletes a record if it is one of ours, completed, and past its retention. Anything else under the key,
+-- ours or not, is left alone.
+-- KEYS[1] record key
+-- Returns 1 when deleted, 0 otherwise.
+
+-- @include record
+
+local rec = read_record(KEYS[1])
+if rec == nil or rec.st ~= 'c' or tonumber(rec.ex) > now_ms() then return 0 end
+redis.call('DEL', KEYS[1])
+return 1

@@ -1,0 +1,47 @@
+/**
+ * What the cache writes under a token: `imq1:` and a JSON object `{ "f"?: fingerprint, "r"?: result }`.
+ * The version prefix lets a later format be read side by side; anything else under our key — another
+ * program's value, a truncated write, a future version — decodes to nothing, never to "processed".
+ */
+import type { CachedCompletion } from '@idempotent-mq/core';
+
+const MARK = 'imq1:';
+
+export function encodeCacheValue(value: CachedCompletion): string {
+  const body: { f?: string; r?: string } = {};
+  if (value.fingerprint !== undefined) body.f = value.fingerprint;
+  if (value.result !== undefined) body.r = value.result;
+  return MARK + JSON.stringify(body);
+}
+
+/** The completion, or the reason the text is not one of ours. */
+export function decodeCacheValue(text: string): { value: CachedCompletion } | { invalid: string } {
+  if (!text.startsWith(MARK)) return { invalid: 'not an idempotency cache value of format version 1' };
+  let body: unknown;
+  try {
+    body = JSON.parse(text.slice(MARK.length));
+  } catch {
+    return { invalid: 'not valid JSON after the version mark' };
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    return { invalid: 'not a JSON object after the version mark' };
+  }
+  const { f, r } = body as { f?: unknown; r?: unknown };
+  if (f !== undefined && typeof f !== 'string') return { invalid: 'a fingerprint that is not a string' };
+  if (r !== undefined && typeof r !== 'string') return { invalid: 'a result that is not a string' };
+  // The engine parses the result of a duplicate; a broken one must not throw there.
+  if (r !== undefined && !isJson(r)) return { invalid: 'a result that is not JSON text' };
+  const value: { fingerprint?: string; result?: string } = {};
+  if (f !== undefined) value.fingerprint = f;
+  if (r !== undefined) value.result = r;
+  return { value };
+}
+
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,292 @@
+/**
+ * Redis as the source of truth, for teams without SQL. Each step is one Lua script (`lua/*.lua`), so a
+ * duplicate costs one round trip and a first-time message two (claim, complete). Redis has no
+ * transactions to lend a handler, so the engine runs this store in lease mode with keep-alive renewals.
+ * Leases and retention are compared against the Redis server's own clock (`TIME`).
+ *
+ * The guarantee holds only as far as Redis keeps what it acknowledged: see the README on AOF and replicas.
+ */
+import {
+  type ClaimRequest,
+  type ClaimResult,
+  type CompleteRequest,
+  type IdempotencyRecord,
+  type IdempotencyStore,
+  InvalidOptionError,
+  type StoreStep,
+  StoreUnavailableError,
+  type TokenRef,
+} from '@idempotent-mq/core';
+import { CorruptRecordError, RedisNotReadyError } from './errors.js';
+import { RedisKeyLayout } from './key-layout.js';
+import { LuaScripts, type ScriptName } from './lua-scripts.js';
+import { isCluster, isUnavailable, type RedisClient } from './redis-client.js';
+
+export interface RedisIdempotencyStoreOptions {
+  /**
+   * Prepended to every key, to share one Redis with other programs. Must not contain `{` or `}`.
+   * @defaultValue `'imq:'`
+   */
+  keyPrefix?: string;
+  /**
+   * Keys longer than this in UTF-8 are stored under a SHA-256 of the key instead.
+   * @defaultValue 512
+   */
+  maxKeyBytes?: number;
+  /**
+   * How long an abandoned claim (its owner died) is kept after its lease expired. Within this time a
+   * redelivery takes it over with the next fence, and the outcome says `takeover`; after it Redis drops
+   * the key and a redelivery claims afresh (fence 1). Either way it runs once more.
+   * @defaultValue 3 600 000 (1 hour)
+   */
+  abandonedClaimTtlMs?: number;
+  /**
+   * How long after its retention a completed record's key is dropped by Redis itself. Reads treat the
+   * record as gone from its `expiresAt` on; meanwhile {@link RedisIdempotencyStore.purgeExpired} may
+   * delete it earlier.
+   * @defaultValue 60 000
+   */
+  expiryGraceMs?: number;
+  /**
+   * How long a claim (or read, or renewal) waits for a client that is not connected — still starting,
+   * or reconnecting — before it fails with `StoreUnavailableError` and the broker redelivers later.
+   * `0` fails at once. Completions and releases always wait through the client's own retries.
+   * @defaultValue 1000
+   */
+  readyTimeoutMs?: number;
+  /**
+   * How many characters of the key are copied into the record for people reading Redis (the key name
+   * holds the real key or its hash).
+   * @defaultValue 256
+   */
+  readableKeyLength?: number;
+}
+
+/** A record's hash fields; see `lua/includes/record.lua`. */
+type Fields = Record<string, string>;
+
+export class RedisIdempotencyStore implements IdempotencyStore {
+  /** Where each token is kept; exposed for operators and tests. */
+  readonly layout: RedisKeyLayout;
+  private readonly scripts: LuaScripts;
+  private readonly abandonedClaimTtlMs: number;
+  private readonly expiryGraceMs: number;
+  private readonly readableKeyLength: number;
+  private readonly readyTimeoutMs: number;
+  /** One wait for 'ready' shared by every call that arrives while the client is away. */
+  private ready: Promise<void> | undefined;
+
+  constructor(
+    private readonly client: RedisClient,
+    options: RedisIdempotencyStoreOptions = {},
+  ) {
+    this.layout = new RedisKeyLayout(options.keyPrefix ?? 'imq:', options.maxKeyBytes ?? 512);
+    this.abandonedClaimTtlMs = integerOption('abandonedClaimTtlMs', options.abandonedClaimTtlMs ?? 3_600_000);
+    this.expiryGraceMs = integerOption('expiryGraceMs', options.expiryGraceMs ?? 60_000);
+    this.readableKeyLength = integerOption('readableKeyLength', options.readableKeyLength ?? 256);
+    if (this.readableKeyLength > 65_536) {
+      throw new InvalidOptionError(
+        'readableKeyLength',
+        'an integer from 0 to 65 536',
+        this.readableKeyLength,
+      );
+    }
+    this.readyTimeoutMs = integerOption('readyTimeoutMs', options.readyTimeoutMs ?? 1000);
+    this.scripts = new LuaScripts(client);
+  }
+
+  async claim(request: ClaimRequest): Promise<ClaimResult> {
+    const { token } = request;
+    const key = this.layout.key('record', token);
+    const reply = await this.run('claim', token, [key], {
+      failFast: true,
+      args: [
+        request.owner,
+        Math.ceil(request.leaseMs),
+        this.abandonedClaimTtlMs,
+        request.fingerprint === undefined ? '0' : '1',
+        request.fingerprint ?? '',
+        token.scope,
+        readable(token.key, this.readableKeyLength),
+      ],
+    });
+    const [status, takeover, body] = reply as [string, string, unknown];
+    if (status === 'corrupt') throw new CorruptRecordError(token, key, String(takeover));
+    const record = toRecord(token, body);
+    if (status === 'claimed') return { status: 'claimed', record, takeover: takeover === '1' };
+    return { status: 'exists', record };
+  }
+
+  async renew(token: TokenRef, owner: string, leaseMs: number): Promise<boolean> {
+    const key = this.layout.key('record', token);
+    const args = [owner, Math.ceil(leaseMs), this.abandonedClaimTtlMs];
+    // A renewal that cannot reach Redis is retried by the keep-alive's next tick.
+    return (await this.run('renew', token, [key], { failFast: true, args })) === 1;
+  }
+
+  async complete(request: CompleteRequest): Promise<boolean> {
+    const { token } = request;
+    const key = this.layout.key('record', token);
+    const args = [
+      request.owner,
+      Math.ceil(request.ttlMs),
+      this.expiryGraceMs,
+      request.result === undefined ? '0' : '1',
+      request.result ?? '',
+    ];
+    // The effect has happened: wait through a reconnect (the client's own retries) rather than fail
+    // fast, since a lost completion means the message runs again once the lease expires.
+    return (await this.run('complete', token, [key], { failFast: false, args })) === 1;
+  }
+
+  async release(token: TokenRef, owner: string): Promise<boolean> {
+    const key = this.layout.key('record', token);
+    return (await this.run('release', token, [key], { failFast: false, args: [owner] })) === 1;
+  }
+
+  async get(token: TokenRef): Promise<IdempotencyRecord | undefined> {
+    const [record] = await this.getMany([token]);
+    return record;
+  }
+
+  async getMany(tokens: readonly TokenRef[]): Promise<(IdempotencyRecord | undefined)[]> {
+    if (tokens.length === 0) return [];
+    const keys = tokens.map((token) => this.layout.key('record', token));
+    const answers = new Array<unknown>(tokens.length);
+    const groups = this.client.isCluster ? this.layout.groupBySlot(tokens) : [tokens.map((_, i) => i)];
+    await Promise.all(
+      groups.map(async (indexes) => {
+        const first = tokens[indexes[0] as number] as TokenRef;
+        const reply = (await this.run(
+          'read',
+          first,
+          indexes.map((i) => keys[i] as string),
+          { failFast: true, args: [] },
+        )) as unknown[];
+        indexes.forEach((at, n) => {
+          answers[at] = reply[n];
+        });
+      }),
+    );
+    return tokens.map((token, i) => {
+      const [kind, body] = (answers[i] ?? []) as [string?, unknown?];
+      if (kind === undefined) return undefined;
+      if (kind === 'corrupt') throw new CorruptRecordError(token, keys[i] as string, String(body));
+      return toRecord(token, body);
+    });
+  }
+
+  /**
+   * Deletes completed records past their retention, in batches of at most `batchSize` keys. Redis drops
+   * them by itself `expiryGraceMs` after their retention anyway, so this is a tidy-up, not a necessity.
+   * It SCANs only this store's own key pattern (on a cluster, every master) and deletes only records it
+   * wrote, so it is safe on a Redis shared with other programs.
+   */
+  async purgeExpired(options: { readonly batchSize?: number } = {}): Promise<number> {
+    const batchSize = options.batchSize ?? 1000;
+    if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 100_000) {
+      throw new InvalidOptionError('batchSize', 'an integer from 1 to 100 000', batchSize);
+    }
+    const pattern = this.layout.pattern('record');
+    const nodes = isCluster(this.client) ? this.client.nodes('master') : [this.client];
+    let purged = 0;
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        // COUNT is work per SCAN call, not matches: on a shared Redis most keys are not ours.
+        const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', Math.max(batchSize, 1000));
+        cursor = next;
+        for (let at = 0; at < keys.length; at += batchSize) {
+          const batch = keys.slice(at, at + batchSize);
+          // Keys of one SCAN page may sit in different slots: one script call per key, sent together.
+          const deleted = await Promise.all(batch.map((key) => this.scripts.run('purge', [key], [])));
+          purged += deleted.filter((n) => n === 1).length;
+        }
+      } while (cursor !== '0');
+    }
+    return purged;
+  }
+
+  /** Resolves when the client is ready or after `readyTimeoutMs`, whichever comes first. */
+  private untilReady(): Promise<void> {
+    const client = this.client;
+    // A lazyConnect client connects on its first command, and we send none until it is connected.
+    if (client.status === 'wait') client.connect().catch(() => {});
+    if (this.readyTimeoutMs === 0) return Promise.resolve();
+    if (!this.ready) {
+      this.ready = new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          client.off('ready', done);
+          this.ready = undefined;
+          resolve();
+        };
+        const timer = setTimeout(done, this.readyTimeoutMs);
+        timer.unref();
+        client.once('ready', done);
+      });
+    }
+    return this.ready;
+  }
+
+  private async run(
+    name: ScriptName,
+    token: TokenRef,
+    keys: readonly string[],
+    { failFast, args }: { failFast: boolean; args: readonly (string | number)[] },
+  ): Promise<unknown> {
+    const step: StoreStep = name;
+    // Nothing has happened yet: better that the broker redelivers later than that the copy waits long.
+    if (failFast && this.client.status !== 'ready') {
+      await this.untilReady();
+      // Read afresh: the wait above may have changed it.
+      const status: string = this.client.status;
+      if (status !== 'ready') throw new StoreUnavailableError(step, token, new RedisNotReadyError(status));
+    }
+    try {
+      return await this.scripts.run(name, keys, args);
+    } catch (error) {
+      if (isUnavailable(error)) throw new StoreUnavailableError(step, token, error);
+      throw error;
+    }
+  }
+}
+
+function integerOption(option: string, value: number): number {
+  if (!Number.isInteger(value) || value < 0 || value > 2 ** 31 - 1) {
+    throw new InvalidOptionError(option, 'an integer from 0 to 2 147 483 647', value);
+  }
+  return value;
+}
+
+/** The first `length` code points of `key`, for the record's readable copy. */
+function readable(key: string, length: number): string {
+  if (key.length <= length) return key;
+  let out = '';
+  let n = 0;
+  for (const ch of key) {
+    if (n++ >= length) break;
+    out += ch;
+  }
+  return `${out}…`;
+}
+
+function toRecord(token: TokenRef, body: unknown): IdempotencyRecord {
+  const flat = body as string[];
+  const f: Fields = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i] as string] = flat[i + 1] as string;
+  const number = (name: string): number | undefined => (f[name] === undefined ? undefined : Number(f[name]));
+  return {
+    scope: token.scope,
+    key: token.key,
+    status: f.st === 'c' ? 'completed' : 'inProgress',
+    owner: f.ow as string,
+    fence: number('fe') as number,
+    leaseExpiresAt: number('le'),
+    fingerprint: f.fp,
+    result: f.rs,
+    createdAt: number('ca') as number,
+    completedAt: number('co'),
+    expiresAt: number('ex'),
+  };
+}
