@@ -88,6 +88,21 @@ describe('when the store fails', () => {
     expect(consumer.runs).toBe(1);
   });
 
+  it('fail-open never reruns a handler that has run: an unavailable store at completion fails the message', async () => {
+    const h = harness({ store: faultyStore, module: { onStoreUnavailable: 'failOpen' } });
+    h.store.faults.inject(
+      'complete',
+      { fail: new StoreUnavailableError('complete', undefined, new Error('ECONNRESET')) },
+      1,
+    );
+    const { Consumer } = consumerClass('lease');
+    const consumer = h.get(Consumer);
+    const r = await settle(consumer.onMessage(msg('S-4b')));
+    expect((r as { error: unknown }).error).toBeInstanceOf(StoreUnavailableError);
+    expect(consumer.runs).toBe(1);
+    expect(h.outcomes[0]).toMatchObject({ kind: 'failed', unprotected: false });
+  });
+
   it('a failing completion (lease mode) leaves the claim to expire; the redelivery then takes over', async () => {
     const h = harness({ store: faultyStore });
     h.store.faults.inject('complete', { fail: new Error('connection reset') }, 1);
@@ -232,5 +247,21 @@ describe('when the cache fails', () => {
     expect(seenDuringHandler).toBeUndefined();
     expect(h.cache.faults.calls.get('set')).toBe(1);
     expect(await h.cache.inner.get(h.outcomes[0]?.token as never)).toBeDefined();
+  });
+});
+
+describe('when the cache hangs on a write', () => {
+  it('the message is not held: the write is abandoned after cacheTimeoutMs, the store has committed', async () => {
+    const h = harness({ cache: faultyCache, module: { cacheTimeoutMs: 50 } });
+    h.cache.faults.inject('set', { hang: true });
+    const { Consumer } = consumerClass('transactional');
+    const consumer = h.get(Consumer);
+    const pending = consumer.onMessage(msg('W-1'));
+    await flush();
+    expect(consumer.runs).toBe(1);
+    await h.clock.advance(50);
+    await pending;
+    expect(h.outcomes[0]).toMatchObject({ kind: 'processed' });
+    expect(await h.store.get(h.outcomes[0]?.token as never)).toMatchObject({ status: 'completed' });
   });
 });

@@ -132,7 +132,7 @@ export class LeaseLostError extends IdempotencyError {
   }
 }
 
-export type StoreStep = 'claim' | 'renew' | 'complete' | 'release' | 'transaction';
+export type StoreStep = 'claim' | 'renew' | 'complete' | 'release' | 'transaction' | 'read' | 'purge';
 
 /** A store call failed for a reason other than unavailability. Never read as a duplicate. */
 export class IdempotencyStoreError extends IdempotencyError {

@@ -91,6 +91,7 @@ interface Call {
   readonly maxAttempts: number | undefined;
   readonly started: number;
   cacheBypassed: boolean;
+  handlerStarted: boolean;
   /** The cache was already read for this message (batch): its answer, a miss, or unreachable. */
   readonly prefetched: Prefetched;
 }
@@ -185,6 +186,7 @@ export class IdempotencyHandler {
       maxAttempts: info?.maxAttempts,
       started: this.deps.clock.now(),
       cacheBypassed: prefetched === 'bypassed',
+      handlerStarted: false,
       prefetched,
     };
     const decided = await this.decide(call);
@@ -273,14 +275,19 @@ export class IdempotencyHandler {
         ? await this.transaction((tx) => this.claimAndRun(call, token, print, tx))
         : await this.claimAndRun(call, token, print, undefined);
       if ((decided.kind === 'processed' || decided.kind === 'takeover') && decided.completion) {
-        await this.writeCache(token, decided.completion, plan.policy.ttlMs);
+        await this.writeCache(token, decided.completion, plan.policy);
       }
       const { completion: _completion, ...outcome } = decided;
       return outcome;
     } catch (failure) {
       if (failure instanceof HandlerFailure)
         return { kind: 'failed', token, unprotected: false, error: failure.error };
-      if (failure instanceof StoreUnavailableError && plan.policy.onStoreUnavailable === 'failOpen') {
+      // Fail-open only while the handler has not run: after it, a rerun would repeat its effect.
+      if (
+        failure instanceof StoreUnavailableError &&
+        plan.policy.onStoreUnavailable === 'failOpen' &&
+        !call.handlerStarted
+      ) {
         this.deps.logger.warn('store unavailable: running the handler unprotected (failOpen)', {
           handler: plan.label,
           key: token.key,
@@ -324,6 +331,7 @@ export class IdempotencyHandler {
     const keepAlive = this.keepAlive(token, owner, plan.policy, tx);
     let result: unknown;
     try {
+      call.handlerStarted = true;
       result = await plan.fn.call(call.self, call.message, ctx);
     } catch (error) {
       keepAlive.stop();
@@ -507,9 +515,14 @@ export class IdempotencyHandler {
     }
   }
 
-  private async writeCache(token: TokenRef, completion: CachedCompletion, ttlMs: number): Promise<void> {
+  private async writeCache(
+    token: TokenRef,
+    completion: CachedCompletion,
+    policy: ResolvedPolicy,
+  ): Promise<void> {
     try {
-      await this.bounded(this.deps.cache.set(token, completion, ttlMs), ttlMs);
+      // Bounded like a read: a hung cache must not hold the message once the store has committed.
+      await this.bounded(this.deps.cache.set(token, completion, policy.ttlMs), policy.cacheTimeoutMs);
     } catch (error) {
       // The store has committed: the cache is only an optimisation.
       this.deps.logger.debug('cache write failed', { key: token.key, error: String(error) });

@@ -95,7 +95,7 @@ export type {
   TransportMessage,
 } from './ports/message-transport.js';
 export { scopeOf } from './scope.js';
-export { buildScope, canonicalKey, type IdempotencyKeyValue, tokenId } from './token.js';
+export { buildScope, canonicalKey, codePointLength, type IdempotencyKeyValue, tokenId } from './token.js';
 export {
   IDEMPOTENCY_CACHE,
   IDEMPOTENCY_CLOCK,

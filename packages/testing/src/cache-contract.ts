@@ -72,8 +72,22 @@ export function describeCacheContract(name: string, setup: () => Promise<CacheCo
       expect(await cache.get(token('SAME'))).toEqual({ result: '"mine"' });
     });
 
-    it('keys with separators, braces, wildcards and unicode stay exact and apart', async () => {
-      const keys = ['a:b', '{tag}', 'a b', '*', 'line\nbreak', '😀', 'a,b', 'a\\,b'];
+    it('keys with separators, braces, wildcards, unicode, case and trailing spaces stay exact and apart', async () => {
+      const keys = [
+        'a:b',
+        '{tag}',
+        'a b',
+        '*',
+        'line\nbreak',
+        '😀',
+        'a,b',
+        'a\\,b',
+        'k',
+        'k ',
+        'K',
+        '\u00e9',
+        'e\u0301',
+      ];
       for (const [i, key] of keys.entries()) await cache.set(token(key), { result: String(i) }, ttl);
       const found = await cache.getMany(keys.map((k) => token(k)));
       expect(found.map((v) => v?.result)).toEqual(keys.map((_, i) => String(i)));

@@ -197,6 +197,15 @@ export function describeStoreContract<Tx>(
       expect(found.map((r) => JSON.parse(r?.result ?? 'null').key)).toEqual(keys);
     });
 
+    it('keys that differ only in trailing spaces, case or normalisation are different tokens', async () => {
+      const keys = ['k', 'k ', 'K', '\u00e9', 'e\u0301', 'ss', '\u00df'];
+      const results = [];
+      for (const key of keys) results.push(await claim(token(key), `owner-${results.length}`));
+      expect(results.map((r) => r.status)).toEqual(keys.map(() => 'claimed'));
+      const found = await store.getMany(keys.map((k) => token(k)));
+      expect(found.map((r) => r?.owner)).toEqual(keys.map((_, i) => `owner-${i}`));
+    });
+
     it('in a transaction: a rollback leaves nothing behind, a commit completes', async () => {
       const begin = store.transaction?.bind(store);
       if (!begin) {
