@@ -1,1 +1,29 @@
-export {};
+/** @idempotent-mq/rocketmq: the RocketMQ 5 transport, its listener decorator and a keyed publisher. */
+export { type BodyCodec, decodeBody, encodeBody } from './codec.js';
+export {
+  BodyEncodingError,
+  MissingMessageKeyError,
+  NotStartedError,
+  RocketMQError,
+  type RocketMQErrorCode,
+  RocketMQStartupError,
+} from './errors.js';
+export type {
+  Backoff,
+  RocketMQClientOptions,
+  RocketMQLogger,
+  RocketMQTransportOptions,
+  SettledEvent,
+} from './options.js';
+export {
+  RocketMQListener,
+  type RocketMQListenerMetadata,
+  type RocketMQListenerOptions,
+} from './rocketmq-listener.decorator.js';
+export {
+  type PublishReceipt,
+  type PublishRequest,
+  RocketMQPublisher,
+  type RocketMQPublisherOptions,
+} from './rocketmq-publisher.js';
+export { RocketMQTransport } from './rocketmq-transport.js';

@@ -1,0 +1,255 @@
+/**
+ * Thin subclasses of the rocketmq-client-nodejs 1.0.8 clients that work around what we measured:
+ * - `ack` checks the entry's status too (the client checks only the response's);
+ * - dead-lettering goes through ForwardMessageToDeadLetterQueue, which the SimpleConsumer does not expose;
+ * - `shutdown()` throws half-way when the proxy is down (its termination notice fails), leaving the
+ *   telemetry stream reconnecting and the process alive: `close()` then skips the notice and finishes;
+ * - `startup()` waits forever on a server that never sends settings, and misses settings that arrive
+ *   before it starts waiting: `startClient` bounds it and asks again;
+ * - the telemetry stream's late CANCELLED error after shutdown would crash the process: it is caught.
+ */
+import {
+  FilterExpression,
+  type MessageView,
+  Producer,
+  type ProducerOptions,
+  SimpleConsumer,
+  type SimpleConsumerOptions,
+  StatusChecker,
+} from 'rocketmq-client-nodejs';
+import { RocketMQStartupError } from './errors.js';
+import type { ResolvedClientOptions, RocketMQLogger } from './options.js';
+import { pbDefinition, pbService } from './proto.js';
+
+/** RocketMQ's code for a receipt handle that is stale or expired: the ack or change cannot apply. */
+export const INVALID_RECEIPT_HANDLE = 40013;
+
+type Endpoints = MessageView['endpoints'];
+type RouteEndpoints = Endpoints[];
+
+export class TransportSimpleConsumer extends SimpleConsumer {
+  #skipTerminationNotice = false;
+
+  /** Sends the settings again to every endpoint (see `startClient`: the first answer can be missed). */
+  resyncSettings(): void {
+    for (const endpoints of this.getTotalRouteEndpoints()) this.telemetry(endpoints, this.settingsCommand());
+  }
+
+  override createTelemetryStream(endpoints: Endpoints) {
+    return guardTelemetryStream(super.createTelemetryStream(endpoints));
+  }
+
+  /** Acks one message and fails if the broker refused it, at the response or at the entry level. */
+  async ackStrictly(view: MessageView): Promise<void> {
+    const request = new pbService.AckMessageRequest()
+      .setGroup(new pbDefinition.Resource().setName(this.getConsumerGroup()))
+      .setTopic(new pbDefinition.Resource().setName(view.topic));
+    request.addEntries().setMessageId(view.messageId).setReceiptHandle(view.receiptHandle);
+    const response = (await this.ackMessageViaRpc(view.endpoints, request, this.requestTimeout)).toObject();
+    StatusChecker.check(response.status);
+    for (const entry of response.entriesList) StatusChecker.check(entry.status);
+  }
+
+  /** Moves a message to the group's dead-letter queue (`%DLQ%<group>`), as RocketMQ's push consumer does. */
+  async forwardToDeadLetterQueue(
+    view: MessageView,
+    deliveryAttempt: number,
+    maxAttempts: number,
+  ): Promise<void> {
+    const request = new pbService.ForwardMessageToDeadLetterQueueRequest()
+      .setGroup(new pbDefinition.Resource().setName(this.getConsumerGroup()))
+      .setTopic(new pbDefinition.Resource().setName(view.topic))
+      .setReceiptHandle(view.receiptHandle)
+      .setMessageId(view.messageId)
+      .setDeliveryAttempt(deliveryAttempt)
+      .setMaxDeliveryAttempts(maxAttempts);
+    const response = (await this.forwardMessageToDeadLetterQueueViaRpc(
+      view.endpoints,
+      request,
+      this.requestTimeout,
+    )) as InstanceType<typeof pbService.ForwardMessageToDeadLetterQueueResponse>;
+    StatusChecker.check(response.getStatus()?.toObject());
+  }
+
+  protected override getTotalRouteEndpoints(): RouteEndpoints {
+    return this.#skipTerminationNotice ? [] : super.getTotalRouteEndpoints();
+  }
+
+  /** Shuts down; never throws, never leaves a timer or a stream behind. */
+  async close(logger: RocketMQLogger): Promise<void> {
+    await closeClient(this, logger, (skip) => {
+      this.#skipTerminationNotice = skip;
+    });
+  }
+}
+
+export class TransportProducer extends Producer {
+  #skipTerminationNotice = false;
+
+  /** Sends the settings again to every endpoint (see `startClient`: the first answer can be missed). */
+  resyncSettings(): void {
+    for (const endpoints of this.getTotalRouteEndpoints()) this.telemetry(endpoints, this.settingsCommand());
+  }
+
+  override createTelemetryStream(endpoints: Endpoints) {
+    return guardTelemetryStream(super.createTelemetryStream(endpoints));
+  }
+
+  protected override getTotalRouteEndpoints(): RouteEndpoints {
+    return this.#skipTerminationNotice ? [] : super.getTotalRouteEndpoints();
+  }
+
+  async close(logger: RocketMQLogger): Promise<void> {
+    await closeClient(this, logger, (skip) => {
+      this.#skipTerminationNotice = skip;
+    });
+  }
+}
+
+/**
+ * The client's telemetry session drops every listener of its stream on release, then closes the channel;
+ * the stream's late CANCELLED error would then have no listener and crash the process. Keep one.
+ */
+function guardTelemetryStream<S extends NodeJS.EventEmitter>(stream: S): S {
+  const swallow = () => undefined;
+  stream.on('error', swallow);
+  const removeAll = stream.removeAllListeners.bind(stream);
+  stream.removeAllListeners = ((event?: string | symbol) => {
+    removeAll(event);
+    if (event === undefined || event === 'error') stream.on('error', swallow);
+    return stream;
+  }) as typeof stream.removeAllListeners;
+  return stream;
+}
+
+interface Closable {
+  shutdown(): Promise<void>;
+}
+
+async function closeClient(client: Closable, logger: RocketMQLogger, skipNotice: (skip: boolean) => void) {
+  try {
+    await client.shutdown();
+  } catch (error) {
+    // The termination notice failed (the proxy is down) and shutdown stopped half-way: finish it without.
+    logger.warn(`RocketMQ client shutdown could not notify the proxy (${String(error)}); closing anyway`);
+    skipNotice(true);
+    try {
+      await client.shutdown();
+    } catch (again) {
+      logger.error(`RocketMQ client shutdown failed: ${String(again)}`);
+    }
+  }
+}
+
+/** The client options rocketmq-client-nodejs takes, from ours. */
+export function clientOptions(options: ResolvedClientOptions) {
+  return {
+    endpoints: options.endpoints,
+    namespace: options.namespace,
+    sslEnabled: options.sslEnabled,
+    requestTimeout: options.requestTimeout,
+    ...(options.sessionCredentials ? { sessionCredentials: { ...options.sessionCredentials } } : {}),
+    // The client closes its logger on shutdown: hand it a wrapper so a shared logger stays open.
+    ...(options.logger ? { logger: wrapLogger(options.logger) } : {}),
+  };
+}
+
+function wrapLogger(logger: RocketMQLogger) {
+  return {
+    info: (...args: unknown[]) => logger.info(...args),
+    warn: (...args: unknown[]) => logger.warn(...args),
+    error: (...args: unknown[]) => logger.error(...args),
+    debug: (...args: unknown[]) => logger.debug?.(...args),
+  };
+}
+
+export function createSimpleConsumer(
+  options: ResolvedClientOptions,
+  subscription: {
+    topic: string;
+    consumerGroup: string;
+    filter: { tag?: string; sql?: string };
+    awaitDurationMs: number;
+  },
+): TransportSimpleConsumer {
+  const consumerOptions: SimpleConsumerOptions = {
+    ...clientOptions(options),
+    consumerGroup: subscription.consumerGroup,
+    subscriptions: new Map([[subscription.topic, filterExpression(subscription.filter)]]),
+    awaitDuration: subscription.awaitDurationMs,
+    // Our loop retries receives with its own backoff; the client's own retry would only add latency.
+    maxRetryAttempts: 1,
+  };
+  return new TransportSimpleConsumer(consumerOptions);
+}
+
+export function createProducer(
+  options: ResolvedClientOptions,
+  topics: readonly string[],
+  maxAttempts: number,
+): TransportProducer {
+  const producerOptions: ProducerOptions = {
+    ...clientOptions(options),
+    topic: [...topics],
+    maxAttempts,
+  };
+  return new TransportProducer(producerOptions);
+}
+
+/** A tag expression (`'*'` when blank), or a SQL92 expression on message properties. */
+export function filterExpression(filter: { tag?: string; sql?: string }): FilterExpression {
+  if (filter.sql !== undefined) return new FilterExpression(filter.sql.trim(), pbDefinition.FilterType.SQL);
+  return new FilterExpression(filter.tag?.trim() || '*', pbDefinition.FilterType.TAG);
+}
+
+/**
+ * Starts a client within `timeoutMs`. On failure or timeout the client is closed (so no timer or stream
+ * keeps the process alive) and a `RocketMQStartupError` says which it was.
+ */
+export async function startClient(
+  client: TransportSimpleConsumer | TransportProducer,
+  role: string,
+  options: ResolvedClientOptions,
+  logger: RocketMQLogger,
+): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const started = client.startup();
+  // 1.0.8 resolves start-up on the first settings that arrive *after* it began waiting for them; with
+  // several topics (or a quick proxy) the answer comes while routes are still being fetched and is
+  // dropped, and start-up would hang. Asking again until it starts closes that window.
+  const resync = setInterval(() => {
+    try {
+      client.resyncSettings();
+    } catch {
+      // the stream is being renewed; the next tick asks again
+    }
+  }, 250);
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new RocketMQStartupError(role, options.endpoints, options.startupTimeoutMs)),
+      options.startupTimeoutMs,
+    );
+  });
+  try {
+    await Promise.race([started, timedOut]);
+  } catch (error) {
+    // If the abandoned start-up completes later, close what it opened then.
+    started.then(
+      () => client.close(logger),
+      () => undefined,
+    );
+    await client.close(logger);
+    throw error instanceof RocketMQStartupError
+      ? error
+      : new RocketMQStartupError(role, options.endpoints, undefined, error);
+  } finally {
+    clearTimeout(timer);
+    clearInterval(resync);
+  }
+}
+
+/** The response code of a client or gRPC error, if it has one. */
+export function errorCode(error: unknown): number | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'number' ? code : undefined;
+}

@@ -1,0 +1,238 @@
+/** Options of the transport and the publisher, documented field by field, validated once at start-up. */
+import { InvalidOptionError } from '@idempotent-mq/core';
+import { BODY_CODECS, type BodyCodec } from './codec.js';
+
+/**
+ * A logger the client and the transport write to. printf-style like `console` (the client passes
+ * `'%s'` arguments); `ConsoleLogger` from core and egg-logger both fit.
+ */
+export interface RocketMQLogger {
+  info(...args: unknown[]): void;
+  warn(...args: unknown[]): void;
+  error(...args: unknown[]): void;
+  debug?(...args: unknown[]): void;
+}
+
+/** What every RocketMQ client of ours passes through to rocketmq-client-nodejs. */
+export interface RocketMQClientOptions {
+  /** The proxy's gRPC endpoints, `host:port[;host:port]` (8081 on a default proxy). */
+  readonly endpoints: string;
+  /** The namespace (sent as `x-mq-namespace`). @defaultValue `''` (none) */
+  readonly namespace?: string;
+  /** ACL credentials; requests are then signed with HMAC-SHA1. @defaultValue none */
+  readonly sessionCredentials?: {
+    readonly accessKey: string;
+    readonly accessSecret: string;
+    readonly securityToken?: string;
+  };
+  /** TLS to the proxy. @defaultValue `false` (plaintext) */
+  readonly sslEnabled?: boolean;
+  /** Timeout of each request to the proxy, in ms (at least 1000). @defaultValue `3000` */
+  readonly requestTimeout?: number;
+  /**
+   * Where the client and the transport log. Without one, the client writes to
+   * `$HOME/logs/rocketmq/rocketmq_client_nodejs.log` and the transport warns on the console.
+   */
+  readonly logger?: RocketMQLogger;
+  /**
+   * How long `start()` / `subscribe()` waits for the client to start. rocketmq-client-nodejs 1.0.8 waits
+   * forever for a server that never sends its settings; past this, start-up fails with
+   * `RocketMQStartupError`. @defaultValue `10000`
+   */
+  readonly startupTimeoutMs?: number;
+}
+
+/** Exponential backoff: `initialMs * multiplier^(n-1)`, capped at `maxMs`. */
+export interface Backoff {
+  readonly initialMs: number;
+  readonly maxMs: number;
+  /** @defaultValue `2` */
+  readonly multiplier?: number;
+}
+
+export interface RocketMQTransportOptions extends RocketMQClientOptions {
+  /** How bodies are decoded for handlers. @defaultValue `'json'` */
+  readonly codec?: BodyCodec;
+  /**
+   * How long a received message stays invisible to other consumers of its group. While a handler
+   * works on it, the transport extends it every `renewIntervalMs`. @defaultValue `30000`
+   */
+  readonly invisibleDurationMs?: number;
+  /** How often a message being handled has its invisible duration extended. @defaultValue a third of `invisibleDurationMs` */
+  readonly renewIntervalMs?: number;
+  /**
+   * Long-polling duration of each receive. `stop()` waits for the receive in progress, so it may take
+   * this long. @defaultValue `10000`
+   */
+  readonly awaitDurationMs?: number;
+  /** Most messages asked for in one receive (also capped by the free concurrency). @defaultValue `16` */
+  readonly batchSize?: number;
+  /** Delay between failed receives (broker down, network). @defaultValue `{ initialMs: 200, maxMs: 5000 }` */
+  readonly receiveBackoff?: Backoff;
+  /**
+   * Retry delay for a batch whose handler threw (or answered the wrong number of settlements), by
+   * delivery attempt. @defaultValue `{ initialMs: 1000, maxMs: 60000 }`
+   */
+  readonly failureBackoff?: Backoff;
+  /** Tries of each ack / invisible-duration change / dead-letter forward before giving up. @defaultValue `3` */
+  readonly settleAttempts?: number;
+  /** Called after each settlement is carried out (or failed): for metrics, alerts and tests. */
+  readonly onSettled?: (event: SettledEvent) => void;
+}
+
+/** What happened to one message. */
+export interface SettledEvent {
+  readonly topic: string;
+  readonly consumerGroup: string;
+  readonly messageId: string;
+  readonly keys: readonly string[];
+  readonly deliveryAttempt: number;
+  /** What was done: the handler's settlement, or the transport's (decode failure, past maxAttempts). */
+  readonly action: 'ack' | 'retry' | 'deadLetter';
+  readonly reason?: string;
+  readonly delayMs?: number;
+  /** False when the broker call failed after every try (the message comes back after its invisible time). */
+  readonly ok: boolean;
+  readonly error?: unknown;
+}
+
+export interface ResolvedClientOptions {
+  readonly endpoints: string;
+  readonly namespace: string;
+  readonly sessionCredentials?: RocketMQClientOptions['sessionCredentials'];
+  readonly sslEnabled: boolean;
+  readonly requestTimeout: number;
+  readonly logger?: RocketMQLogger;
+  readonly startupTimeoutMs: number;
+}
+
+export interface ResolvedTransportOptions extends ResolvedClientOptions {
+  readonly codec: BodyCodec;
+  readonly invisibleDurationMs: number;
+  readonly renewIntervalMs: number;
+  readonly awaitDurationMs: number;
+  readonly batchSize: number;
+  readonly receiveBackoff: Required<Backoff>;
+  readonly failureBackoff: Required<Backoff>;
+  readonly settleAttempts: number;
+  readonly onSettled?: (event: SettledEvent) => void;
+}
+
+export function resolveClientOptions(options: RocketMQClientOptions, prefix: string): ResolvedClientOptions {
+  const name = (field: string) => `${prefix}.${field}`;
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidOptionError(prefix, 'an options object', options);
+  }
+  const endpoints = options.endpoints;
+  if (typeof endpoints !== 'string' || !/^[^\s;:]+:\d{1,5}(;[^\s;:]+:\d{1,5})*$/.test(endpoints.trim())) {
+    throw new InvalidOptionError(name('endpoints'), "'host:port' or 'host:port;host:port'", endpoints);
+  }
+  if (options.namespace !== undefined && typeof options.namespace !== 'string') {
+    throw new InvalidOptionError(name('namespace'), 'a string', options.namespace);
+  }
+  const credentials = options.sessionCredentials;
+  if (credentials !== undefined) {
+    if (!nonEmpty(credentials?.accessKey) || !nonEmpty(credentials?.accessSecret)) {
+      throw new InvalidOptionError(
+        name('sessionCredentials'),
+        '{ accessKey, accessSecret } as non-empty strings',
+        credentials ? { ...credentials, accessSecret: '***' } : credentials,
+      );
+    }
+  }
+  if (options.sslEnabled !== undefined && typeof options.sslEnabled !== 'boolean') {
+    throw new InvalidOptionError(name('sslEnabled'), 'a boolean', options.sslEnabled);
+  }
+  const logger = options.logger;
+  if (
+    logger !== undefined &&
+    (typeof logger?.info !== 'function' ||
+      typeof logger.warn !== 'function' ||
+      typeof logger.error !== 'function')
+  ) {
+    throw new InvalidOptionError(name('logger'), 'an object with info, warn and error methods', logger);
+  }
+  return {
+    endpoints: endpoints.trim(),
+    namespace: options.namespace ?? '',
+    sessionCredentials: credentials,
+    sslEnabled: options.sslEnabled ?? false,
+    requestTimeout: integer(name('requestTimeout'), options.requestTimeout, 3000, 1000, 600_000),
+    logger,
+    startupTimeoutMs: integer(name('startupTimeoutMs'), options.startupTimeoutMs, 10_000, 1, 3_600_000),
+  };
+}
+
+export function resolveTransportOptions(options: RocketMQTransportOptions): ResolvedTransportOptions {
+  const prefix = 'RocketMQTransport';
+  const client = resolveClientOptions(options, prefix);
+  const codec = options.codec ?? 'json';
+  if (!BODY_CODECS.includes(codec)) {
+    throw new InvalidOptionError(`${prefix}.codec`, BODY_CODECS.map((c) => `'${c}'`).join(' | '), codec);
+  }
+  const invisibleDurationMs = integer(
+    `${prefix}.invisibleDurationMs`,
+    options.invisibleDurationMs,
+    30_000,
+    1000,
+    12 * 3_600_000,
+  );
+  const renewIntervalMs = integer(
+    `${prefix}.renewIntervalMs`,
+    options.renewIntervalMs,
+    Math.floor(invisibleDurationMs / 3),
+    100,
+    invisibleDurationMs - 1,
+  );
+  if (options.onSettled !== undefined && typeof options.onSettled !== 'function') {
+    throw new InvalidOptionError(`${prefix}.onSettled`, 'a function', options.onSettled);
+  }
+  return {
+    ...client,
+    codec,
+    invisibleDurationMs,
+    renewIntervalMs,
+    awaitDurationMs: integer(`${prefix}.awaitDurationMs`, options.awaitDurationMs, 10_000, 100, 300_000),
+    batchSize: integer(`${prefix}.batchSize`, options.batchSize, 16, 1, 32),
+    receiveBackoff: backoff(`${prefix}.receiveBackoff`, options.receiveBackoff, {
+      initialMs: 200,
+      maxMs: 5000,
+    }),
+    failureBackoff: backoff(`${prefix}.failureBackoff`, options.failureBackoff, {
+      initialMs: 1000,
+      maxMs: 60_000,
+    }),
+    settleAttempts: integer(`${prefix}.settleAttempts`, options.settleAttempts, 3, 1, 20),
+    onSettled: options.onSettled,
+  };
+}
+
+/** The delay before try `n` (1-based) under `b`. */
+export function backoffDelay(b: Required<Backoff>, n: number): number {
+  return Math.min(b.maxMs, Math.round(b.initialMs * b.multiplier ** Math.max(0, n - 1)));
+}
+
+export function integer(option: string, value: unknown, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidOptionError(option, `an integer from ${min} to ${max}`, value);
+  }
+  return value;
+}
+
+function backoff(option: string, value: Backoff | undefined, fallback: Backoff): Required<Backoff> {
+  const b = value ?? fallback;
+  if (typeof b !== 'object' || b === null)
+    throw new InvalidOptionError(option, '{ initialMs, maxMs, multiplier? }', b);
+  const initialMs = integer(`${option}.initialMs`, b.initialMs, fallback.initialMs, 0, 3_600_000);
+  const maxMs = integer(`${option}.maxMs`, b.maxMs, fallback.maxMs, initialMs, 3_600_000);
+  const multiplier = b.multiplier ?? 2;
+  if (typeof multiplier !== 'number' || !(multiplier >= 1) || multiplier > 100) {
+    throw new InvalidOptionError(`${option}.multiplier`, 'a number from 1 to 100', multiplier);
+  }
+  return { initialMs, maxMs, multiplier };
+}
+
+function nonEmpty(value: unknown): boolean {
+  return typeof value === 'string' && value.trim().length > 0;
+}
