@@ -4,6 +4,7 @@
  * double charge would show instead of being stopped by the ledger itself.
  */
 import type { MemoryTransaction } from '@idempotent-mq/core';
+import type { Knex } from 'knex';
 
 export interface Ledger<Tx = unknown> {
   /** Debits `account` and records the payment, inside the handler's transaction. */
@@ -37,5 +38,66 @@ export class MemoryLedger implements Ledger<MemoryTransaction> {
 
   async balances(): Promise<Map<string, number>> {
     return new Map(this.balance);
+  }
+}
+
+/**
+ * The ledger in SQL: an `accounts` table debited and a `payments` table appended to, through the
+ * handler's knex transaction.
+ */
+export class SqlLedger implements Ledger<Knex.Transaction> {
+  constructor(
+    private readonly knex: Knex,
+    private readonly prefix = 'demo',
+  ) {}
+
+  private get accounts() {
+    return `${this.prefix}_accounts`;
+  }
+  private get payments() {
+    return `${this.prefix}_payments`;
+  }
+
+  /** Creates (afresh) the two tables. */
+  async reset(): Promise<void> {
+    await this.drop();
+    await this.knex.schema.createTable(this.accounts, (t) => {
+      t.string('account', 64).primary();
+      t.bigInteger('balance').notNullable();
+    });
+    await this.knex.schema.createTable(this.payments, (t) => {
+      t.increments('id');
+      t.string('serial', 191).notNullable().index();
+      t.string('account', 64).notNullable();
+      t.integer('amount').notNullable();
+    });
+  }
+
+  async drop(): Promise<void> {
+    await this.knex.schema.dropTableIfExists(this.payments);
+    await this.knex.schema.dropTableIfExists(this.accounts);
+  }
+
+  async charge(trx: Knex.Transaction, serial: string, account: string, amount: number): Promise<void> {
+    // Upsert-and-debit in one statement per dialect family keeps it correct under concurrent payments.
+    await trx(this.accounts).insert({ account, balance: OPENING_BALANCE }).onConflict('account').ignore();
+    await trx(this.accounts).where({ account }).decrement('balance', amount);
+    await trx(this.payments).insert({ serial, account, amount });
+  }
+
+  async applied(): Promise<Map<string, number>> {
+    const rows = (await this.knex(this.payments).select('serial').count({ n: '*' }).groupBy('serial')) as {
+      serial: string;
+      n: number | string;
+    }[];
+    return new Map(rows.map((r) => [r.serial, Number(r.n)]));
+  }
+
+  async balances(): Promise<Map<string, number>> {
+    const rows = (await this.knex(this.accounts).select('account', 'balance')) as {
+      account: string;
+      balance: number | string;
+    }[];
+    return new Map(rows.map((r) => [r.account, Number(r.balance)]));
   }
 }

@@ -6,6 +6,7 @@
  *   pnpm demo [--payments 1000] [--consumers 4] [--seed 42] [--store memory] ...   (--help)
  */
 import { parseArgs } from 'node:util';
+import { type BrokerSetup, memoryBroker, rocketmqBroker } from './brokers.js';
 import { DEFAULT_FAULTS, runPaymentScenario, type ScenarioReport } from './scenario.js';
 import { openStorage, type StoreKind } from './storage.js';
 
@@ -20,7 +21,14 @@ const HELP = `Usage: pnpm demo [options]
   --rebalance P       rebalances (a message in flight handed to another consumer) (default 0.05)
   --crash P           consumer crashes before settling         (default 0.05)
   --handler-crash P   crashes mid-handler, before commit       (default 0.05)
-  --store KIND        memory                                   (default memory)
+ --transport KIND    memory | rocketmq (the real client against the gRPC test broker,
+                      or the proxy at ROCKETMQ_ENDPOINTS)      (default memory)
+  --store KIND        sqlite | memory; DATABASE_URL (postgres:// or mysql://) overrides
+                                                               (default sqlite, a temporary file)
+
+Environment: ROCKETMQ_ENDPOINTS  with --transport rocketmq: a real RocketMQ 5 proxy (host:port)
+             DATABASE_URL   use this PostgreSQL or MySQL/MariaDB database as the store and ledger
+             REDIS_URL      use this Redis as the cache
   --help              this text
 
 The report ends with "double charges: N" and "lost payments: N"; the exit code is 1 unless both are 0.`;
@@ -57,14 +65,17 @@ function progress(applied: number, total: number): void {
   }
 }
 
-function print(report: ScenarioReport, label: string, consumers: number): void {
+function print(report: ScenarioReport, label: string, broker: string, consumers: number): void {
   const d = report.deliveries;
   const deliveries = Object.values(d).reduce((a, b) => a + b, 0);
+  const byCause = Object.entries(d)
+    .map(([cause, n]) => `${cause} ${n}`)
+    .join(', ');
   const lines = [
     '',
-    `storage: ${label}; ${consumers} consumers`,
+    `broker: ${broker}; storage: ${label}; ${consumers} consumers (one restarted mid-run)`,
     `messages sent: ${report.paymentsSent} payments, ${report.messagesStored} stored (${report.messagesStored - report.paymentsSent} producer resends)`,
-    `deliveries: ${deliveries} (first ${d.first}, resend ${d.resend}, lost ack ${d.lostAck}, rebalance ${d.rebalance}, consumer crash ${d.crash}, retry ${d.retry})`,
+    `deliveries: ${deliveries} (${byCause})`,
     `handler runs: ${report.handlerRuns} (${report.handlerCrashes} crashed mid-handler and rolled back)`,
     `payments applied: ${report.paymentsApplied}`,
     `duplicates skipped: ${report.duplicatesSkipped.cache + report.duplicatesSkipped.store} (cache ${report.duplicatesSkipped.cache}, store ${report.duplicatesSkipped.store})`,
@@ -91,6 +102,7 @@ async function main(): Promise<number> {
       crash: { type: 'string' },
       'handler-crash': { type: 'string' },
       store: { type: 'string' },
+      transport: { type: 'string' },
       help: { type: 'boolean' },
     },
   });
@@ -98,29 +110,43 @@ async function main(): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const store = (values.store ?? 'memory') as StoreKind;
-  if (!['memory'].includes(store)) throw new Error(`--store must be memory, got "${store}"`);
+  const databaseUrl = process.env.DATABASE_URL;
+  const store: StoreKind = databaseUrl ? 'url' : ((values.store ?? 'sqlite') as StoreKind);
+  if (!['sqlite', 'memory', 'url'].includes(store))
+    throw new Error(`--store must be sqlite or memory, got "${store}"`);
+  const transport = values.transport ?? 'memory';
+  if (!['memory', 'rocketmq'].includes(transport))
+    throw new Error(`--transport must be memory or rocketmq, got "${transport}"`);
   const consumers = number(values.consumers, 'consumers', 4, { min: 1, max: 64 });
-  const storage = await openStorage({ store });
+  const payments = number(values.payments, 'payments', 1000, { min: 1, max: 1_000_000 });
+  const seed = number(values.seed, 'seed', 42);
+  const faults = {
+    producerResend: probability(values.resend, 'resend', DEFAULT_FAULTS.producerResend),
+    lostAck: probability(values['lost-ack'], 'lost-ack', DEFAULT_FAULTS.lostAck),
+    rebalance: probability(values.rebalance, 'rebalance', DEFAULT_FAULTS.rebalance),
+    crash: probability(values.crash, 'crash', DEFAULT_FAULTS.crash),
+  };
+  const handlerCrash = probability(values['handler-crash'], 'handler-crash', DEFAULT_FAULTS.handlerCrash);
+  const accounts = number(values.accounts, 'accounts', 20, { min: 1, max: 100_000 });
+
+  const storage = await openStorage({ store, databaseUrl, redisUrl: process.env.REDIS_URL });
+  let broker: BrokerSetup | undefined;
   try {
+    broker = transport === 'rocketmq' ? await rocketmqBroker(payments, faults) : memoryBroker(seed, faults);
     const report = await runPaymentScenario({
-      payments: number(values.payments, 'payments', 1000, { min: 1, max: 1_000_000 }),
+      payments,
       consumers,
-      accounts: number(values.accounts, 'accounts', 20, { min: 1, max: 100_000 }),
-      seed: number(values.seed, 'seed', 42),
-      faults: {
-        producerResend: probability(values.resend, 'resend', DEFAULT_FAULTS.producerResend),
-        lostAck: probability(values['lost-ack'], 'lost-ack', DEFAULT_FAULTS.lostAck),
-        rebalance: probability(values.rebalance, 'rebalance', DEFAULT_FAULTS.rebalance),
-        crash: probability(values.crash, 'crash', DEFAULT_FAULTS.crash),
-        handlerCrash: probability(values['handler-crash'], 'handler-crash', DEFAULT_FAULTS.handlerCrash),
-      },
+      accounts,
+      seed,
+      handlerCrash,
+      broker,
       storage,
       onProgress: progress,
     });
-    print(report, storage.label, consumers);
+    print(report, storage.label, broker.label, consumers);
     return report.doubleCharges === 0 && report.lostPayments === 0 && report.balancesExact ? 0 : 1;
   } finally {
+    await broker?.close();
     await storage.close();
   }
 }

@@ -15,8 +15,8 @@ import {
   ListenerRegistry,
   MESSAGE_TRANSPORT,
 } from '@idempotent-mq/core';
-import { type BrokerFaults, type DeliveryCause, InMemoryBroker } from '@idempotent-mq/testing';
 import { Container } from 'inversify';
+import type { BrokerSetup } from './brokers.js';
 import { type Ledger, OPENING_BALANCE } from './ledger.js';
 import {
   HANDLER_FAULTS,
@@ -50,7 +50,9 @@ export interface ScenarioOptions {
   readonly consumers: number;
   readonly accounts: number;
   readonly seed: number;
-  readonly faults: BrokerFaults & { readonly handlerCrash: number };
+  /** Probability that a handler run crashes mid-handler, after its write and before commit. */
+  readonly handlerCrash: number;
+  readonly broker: BrokerSetup;
   readonly storage: Storage;
   /** Called as payments get applied. */
   readonly onProgress?: (applied: number, total: number) => void;
@@ -61,7 +63,7 @@ export interface ScenarioOptions {
 export interface ScenarioReport {
   readonly paymentsSent: number;
   readonly messagesStored: number;
-  readonly deliveries: Record<DeliveryCause, number>;
+  readonly deliveries: Record<string, number>;
   readonly handlerRuns: number;
   readonly handlerCrashes: number;
   readonly paymentsApplied: number;
@@ -88,14 +90,9 @@ export function seededRandom(seed: number): () => number {
 export async function runPaymentScenario(options: ScenarioOptions): Promise<ScenarioReport> {
   const started = Date.now();
   const random = seededRandom(options.seed);
-  const { producerResend, lostAck, rebalance, crash, handlerCrash } = options.faults;
-  const broker = new InMemoryBroker({
-    seed: options.seed,
-    visibilityTimeoutMs: 50,
-    faults: { producerResend, lostAck, rebalance, crash },
-  });
+  const { broker } = options;
   const handlerFaults: HandlerFaults = {
-    crashRate: handlerCrash,
+    crashRate: options.handlerCrash,
     random: seededRandom(options.seed + 1),
     runs: 0,
     crashes: 0,
@@ -107,9 +104,8 @@ export async function runPaymentScenario(options: ScenarioOptions): Promise<Scen
     if (o.kind === 'processed' || o.kind === 'takeover') options.onProgress?.(++applied, options.payments);
   };
 
-  const registries: ListenerRegistry[] = [];
-  for (let i = 0; i < options.consumers; i++) {
-    // One container per consumer process; the store, cache and ledger are the shared database.
+  /** One consumer process: its own container and broker connection; the store, cache and ledger are the shared database. */
+  const startConsumer = async (): Promise<ListenerRegistry> => {
     const container = new Container();
     container.load(new IdempotencyModule());
     container.rebind(IDEMPOTENCY_STORE).toConstantValue(options.storage.store);
@@ -123,29 +119,38 @@ export async function runPaymentScenario(options: ScenarioOptions): Promise<Scen
       listeners: [PaymentConsumer],
       retryBaseDelayMs: 10,
       retryMaxDelayMs: 200,
-      inFlightDelayMs: 10,
+      inFlightDelayMs: 20,
     });
     await registry.start();
-    registries.push(registry);
-  }
+    return registry;
+  };
+  const registries = await Promise.all(Array.from({ length: options.consumers }, startConsumer));
 
   const sent = new Map<string, PaymentRequest>();
-  for (let i = 1; i <= options.payments; i++) {
-    const serial = `PAY-${String(i).padStart(7, '0')}`;
-    const body: PaymentRequest = {
-      account: `ACC-${Math.floor(random() * options.accounts)}`,
-      amount: 1 + Math.floor(random() * 100),
-    };
-    sent.set(serial, body);
-    broker.publish('payments', { keys: [serial], body, tag: 'PAY' });
-    // Let consumers work while producers send.
-    if (i % 50 === 0) await new Promise((r) => setImmediate(r));
-  }
+  const half = Math.ceil(options.payments / 2);
   try {
-    await broker.idle(options.timeoutMs ?? 120_000);
+    for (let i = 1; i <= options.payments; i++) {
+      const serial = `PAY-${String(i).padStart(7, '0')}`;
+      const body: PaymentRequest = {
+        account: `ACC-${Math.floor(random() * options.accounts)}`,
+        amount: 1 + Math.floor(random() * 100),
+      };
+      sent.set(serial, body);
+      await broker.publish(serial, body);
+      if (i === half) {
+        // Mid-run: the broker restarts (where it can), and a consumer restarts: it drains, a new one takes its place.
+        await broker.disrupt();
+        await (registries[0] as ListenerRegistry).stop();
+        registries[0] = await startConsumer();
+      }
+      // Let consumers work while producers send.
+      if (i % 50 === 0) await new Promise((r) => setImmediate(r));
+    }
+    await broker.idle(options.timeoutMs ?? 120_000, () => applied, options.payments);
   } finally {
     await Promise.all(registries.map((r) => r.stop()));
   }
+  const stats = broker.stats();
 
   const appliedCounts = await options.storage.ledger.applied();
   const balances = await options.storage.ledger.balances();
@@ -156,8 +161,8 @@ export async function runPaymentScenario(options: ScenarioOptions): Promise<Scen
   const count = (pred: (o: IdempotencyOutcome) => boolean) => outcomes.filter(pred).length;
   return {
     paymentsSent: sent.size,
-    messagesStored: broker.stored,
-    deliveries: { ...broker.deliveries },
+    messagesStored: stats.stored,
+    deliveries: stats.deliveries,
     handlerRuns: handlerFaults.runs,
     handlerCrashes: handlerFaults.crashes,
     paymentsApplied: appliedCounts.size,
@@ -166,7 +171,7 @@ export async function runPaymentScenario(options: ScenarioOptions): Promise<Scen
       store: count((o) => o.kind === 'duplicate' && o.tier === 'store'),
     },
     inFlightRetried: count((o) => o.kind === 'inFlight'),
-    deadLetters: broker.deadLetters().length,
+    deadLetters: stats.deadLetters,
     balancesExact: [...expected].every(([account, balance]) => balances.get(account) === balance),
     doubleCharges: [...appliedCounts.values()].reduce((sum, n) => sum + Math.max(0, n - 1), 0),
     lostPayments: [...sent.keys()].filter((serial) => !appliedCounts.has(serial)).length,
