@@ -32,8 +32,13 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
   let cache: IdempotencyCache = new MemoryIdempotencyCache();
   let cacheLabel = 'memory cache';
   if (options.redisUrl) {
-    const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 1 });
+    const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true });
+    await redis.connect(); // the cache fails fast until its client is ready
     closers.push(async () => {
+      // The demo's markers are its own: remove them rather than leave them for their retention.
+      for await (const keys of redis.scanStream({ match: `${ns}:*`, count: 1000 })) {
+        if ((keys as string[]).length > 0) await redis.unlink(...(keys as string[]));
+      }
       redis.disconnect();
     });
     cache = new RedisIdempotencyCache(redis, { keyPrefix: `${ns}:` });

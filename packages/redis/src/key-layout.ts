@@ -19,7 +19,11 @@ function digest(text: string): string {
   return createHash('sha256').update(Buffer.from(text, 'utf16le')).digest('base64url');
 }
 
+const MAX_MEMO_SCOPES = 1024;
+
 export class RedisKeyLayout {
+  private readonly tags = new Map<string, string>();
+
   constructor(
     readonly prefix: string,
     readonly maxKeyBytes: number,
@@ -34,7 +38,14 @@ export class RedisKeyLayout {
 
   /** The hash tag of a scope: base64url characters only, never `{` or `}`. */
   scopeTag(scope: string): string {
-    return digest(scope).slice(0, TAG_LENGTH);
+    // A handful of scopes serve every message: hash each once (bounded, in case scopes are dynamic).
+    let tag = this.tags.get(scope);
+    if (tag === undefined) {
+      tag = digest(scope).slice(0, TAG_LENGTH);
+      if (this.tags.size >= MAX_MEMO_SCOPES) this.tags.clear();
+      this.tags.set(scope, tag);
+    }
+    return tag;
   }
 
   key(kind: KeyKind, token: TokenRef): string {
