@@ -1,0 +1,175 @@
+/**
+ * `pnpm bench [--quick]`: every scenario at concurrency 1 and 64, each beside its baseline measured in
+ * the same run on the same connections. Prints a table, writes results/latest.json and latest.svg.
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { MemoryIdempotencyCache, MemoryIdempotencyStore } from '@idempotent-mq/core';
+import { type ChartRow, renderChart } from './chart.js';
+import { compare } from './measure.js';
+import { connect, scenarios } from './scenarios.js';
+
+interface Result {
+  readonly name: string;
+  readonly concurrency: number;
+  readonly baseline: string;
+  readonly opsPerSec: number;
+  readonly baselineOpsPerSec: number;
+  readonly ratio: number;
+  readonly target: number | null;
+  readonly met: boolean | null;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly series: string;
+}
+
+const results = fileURLToPath(new URL('../results/', import.meta.url));
+
+async function versions(conn: Awaited<ReturnType<typeof connect>>) {
+  const pg = (await conn.pg.raw('select version() as v')).rows[0].v as string;
+  const [[my]] = (await conn.mysql.raw('select version() as v')) as [[{ v: string }]];
+  const redis = /redis_version:(\S+)/.exec(await conn.redis.info('server'))?.[1];
+  return { postgres: pg.split(' ').slice(0, 2).join(' '), mariadb: my.v, redis };
+}
+
+/** RSS growth after a million distinct tokens through the memory adapters (bounded by their limits). */
+async function memoryBound(tokens: number) {
+  const store = new MemoryIdempotencyStore({ maxRecords: 100_000 });
+  const cache = new MemoryIdempotencyCache({ maxEntries: 10_000 });
+  global.gc?.();
+  const before = process.memoryUsage().rss;
+  for (let i = 0; i < tokens; i++) {
+    const token = { scope: 'v1:bench', key: `MEM-${i}` };
+    await store.claim({ token, owner: `o${i}`, leaseMs: 60_000 });
+    await store.complete({ token, owner: `o${i}`, ttlMs: 3_600_000 });
+    await cache.set(token, {}, 3_600_000);
+  }
+  global.gc?.();
+  return {
+    tokens,
+    rssBeforeMb: before / 2 ** 20,
+    rssAfterMb: process.memoryUsage().rss / 2 ** 20,
+    storeSize: store.size,
+    cacheSize: cache.size,
+  };
+}
+
+async function main() {
+  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, only: { type: 'string' } } });
+  const quick = values.quick ?? false;
+  const timing = quick
+    ? { durationMs: 600, warmupMs: 150, rounds: 2 }
+    : { durationMs: 4000, warmupMs: 500, rounds: 2 };
+  const dir = await mkdtemp(join(os.tmpdir(), 'imq-bench-'));
+  const conn = await connect(join(dir, 'bench.sqlite'));
+  const rows: Result[] = [];
+  const started = Date.now();
+  try {
+    const plan: { c: number; list: Awaited<ReturnType<typeof scenarios>> }[] = [];
+    for (const c of [1, 64])
+      plan.push({
+        c,
+        list: (await scenarios(conn, c)).filter((s) => !values.only || s.name.includes(values.only)),
+      });
+    const total = plan.reduce((n, p) => n + p.list.length, 0);
+    let done = 0;
+    for (const { list } of plan) {
+      for (const s of list) {
+        process.stderr.write(`[${++done}/${total}] ${s.name} @ ${s.concurrency} ... `);
+        const per = s.opsPerCall ?? 1;
+        const { ours, baseline } = await compare(s.ours, s.baseline, {
+          concurrency: s.concurrency,
+          ...timing,
+        });
+        const ratio = ours.opsPerSec / baseline.opsPerSec;
+        rows.push({
+          name: s.name,
+          concurrency: s.concurrency,
+          baseline: s.baselineLabel,
+          opsPerSec: ours.opsPerSec * per,
+          baselineOpsPerSec: baseline.opsPerSec * per,
+          ratio,
+          target: s.target ?? null,
+          met: s.target === undefined ? null : ratio >= s.target,
+          p50Ms: ours.p50Ms,
+          p99Ms: ours.p99Ms,
+          series: s.series ?? 'raw baseline',
+        });
+        process.stderr.write(`${ratio.toFixed(2)}x\n`);
+      }
+    }
+    const memory = await memoryBound(quick ? 200_000 : 1_000_000);
+    const machine = {
+      cpu: os.cpus()[0]?.model ?? 'unknown',
+      cores: os.cpus().length,
+      memoryGb: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+      ...(await versions(conn)),
+      quick,
+      date: new Date().toISOString(),
+      durationS: Math.round((Date.now() - started) / 1000),
+    };
+    await mkdir(results, { recursive: true });
+    const out = {
+      machine,
+      scenarios: rows.map((r) => ({
+        name: `${r.name} @${r.concurrency}`,
+        opsPerSec: Math.round(r.opsPerSec),
+        baselineOpsPerSec: Math.round(r.baselineOpsPerSec),
+        ratio: Number(r.ratio.toFixed(3)),
+        target: r.target,
+        p50Ms: Number(r.p50Ms.toFixed(3)),
+        p99Ms: Number(r.p99Ms.toFixed(3)),
+        baseline: r.baseline,
+        met: r.met,
+      })),
+      memory,
+    };
+    await writeFile(join(results, 'latest.json'), `${JSON.stringify(out, null, 2)}\n`);
+    const chart: ChartRow[] = rows.flatMap((r) => [
+      {
+        scenario: `${r.name} @${r.concurrency}`,
+        series: 'idempotent-mq',
+        opsPerSec: Math.round(r.opsPerSec),
+      },
+      {
+        scenario: `${r.name} @${r.concurrency}`,
+        series: r.series,
+        opsPerSec: Math.round(r.baselineOpsPerSec),
+      },
+    ]);
+    await writeFile(
+      join(results, 'latest.svg'),
+      await renderChart(chart, `idempotent-mq vs baselines (${machine.cores} cores, ${machine.node})`),
+    );
+
+    console.log(
+      '\n| scenario | conc | ops/s | baseline ops/s | ratio | target | p50 ms | p99 ms | baseline |',
+    );
+    console.log('|---|---:|---:|---:|---:|---:|---:|---:|---|');
+    for (const r of rows) {
+      const target = r.target === null ? '—' : `≥ ${r.target}× ${r.met ? '✓' : '✗'}`;
+      console.log(
+        `| ${r.name} | ${r.concurrency} | ${Math.round(r.opsPerSec)} | ${Math.round(r.baselineOpsPerSec)} | ${r.ratio.toFixed(2)}× | ${target} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${r.baseline} |`,
+      );
+    }
+    console.log(
+      `\nmemory adapters: ${memory.tokens} distinct tokens → RSS ${memory.rssBeforeMb.toFixed(0)} → ${memory.rssAfterMb.toFixed(0)} MB (store ${memory.storeSize} records, cache ${memory.cacheSize} entries)`,
+    );
+    console.log(
+      `machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGb} GB, Node ${machine.node}; ${machine.postgres}, MariaDB ${machine.mariadb}, Redis ${machine.redis}`,
+    );
+    console.log(`wrote ${join(results, 'latest.json')} and latest.svg in ${machine.durationS} s`);
+  } finally {
+    await conn.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});
