@@ -15,6 +15,7 @@ import {
   SystemClock,
 } from '@idempotent-mq/core';
 import { createIdempotencyTable, dropIdempotencyTable, KnexIdempotencyStore } from '@idempotent-mq/knex';
+import { seededRandom } from '@idempotent-mq/testing';
 import { injectable } from 'inversify';
 import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -34,18 +35,6 @@ const CRASH_RATE = 0.1;
 const SLOW_RATE = 0.01;
 const ORPHANS = 20;
 const LEASE_MS = 300;
-
-/** A small seeded generator, so that a failing run can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Delivery {
   readonly id: string;
@@ -81,7 +70,7 @@ for (const dialect of DIALECTS) {
 
     it('1,000 payments, 30% duplicates, 8 consumers, crashes and expired leases: total exact, 0 double charges, 0 lost', async () => {
       const started = performance.now();
-      const rand = random(20261126);
+      const rand = seededRandom(20261126);
       const scope = 'ledger';
       const payments = Array.from({ length: PAYMENTS }, (_, i) => ({
         id: `PAY-${String(i).padStart(4, '0')}`,

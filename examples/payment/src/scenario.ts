@@ -15,6 +15,7 @@ import {
   ListenerRegistry,
   MESSAGE_TRANSPORT,
 } from '@idempotent-mq/core';
+import { seededRandom } from '@idempotent-mq/testing';
 import { Container } from 'inversify';
 import type { BrokerSetup } from './brokers.js';
 import { type Ledger, OPENING_BALANCE } from './ledger.js';
@@ -74,17 +75,6 @@ export interface ScenarioReport {
   readonly doubleCharges: number;
   readonly lostPayments: number;
   readonly elapsedMs: number;
-}
-
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export async function runPaymentScenario(options: ScenarioOptions): Promise<ScenarioReport> {

@@ -69,8 +69,8 @@ interface Group {
 
 const FAULTS_OFF: BrokerFaults = { producerResend: 0, lostAck: 0, rebalance: 0, crash: 0 };
 
-/** A small, fast, seeded PRNG (mulberry32), so fault runs are reproducible. */
-function seeded(seed: number): () => number {
+/** A small, fast, seeded PRNG (mulberry32): numbers in [0, 1), the same for the same seed. */
+export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -109,7 +109,7 @@ export class InMemoryBroker {
       if (typeof p !== 'number' || !(p >= 0 && p <= 1))
         throw new InvalidOptionError(`faults.${name}`, 'a probability from 0 to 1', p);
     }
-    this.random = seeded(options.seed ?? 1);
+    this.random = seededRandom(options.seed ?? 1);
     this.visibilityTimeoutMs = positive(options.visibilityTimeoutMs ?? 200, 'visibilityTimeoutMs');
     this.batchSize = positive(options.batchSize ?? 8, 'batchSize');
   }

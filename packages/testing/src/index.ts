@@ -9,5 +9,6 @@ export {
   InMemoryBroker,
   type InMemoryBrokerOptions,
   InMemoryTransport,
+  seededRandom,
 } from './in-memory-broker.js';
 export { describeStoreContract, type StoreContractHarness } from './store-contract.js';

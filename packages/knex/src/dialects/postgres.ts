@@ -6,40 +6,14 @@
  */
 import type { Knex } from 'knex';
 import type { ResolvedTableOptions } from '../table-options.js';
-import type { TokenRow } from '../token-row.js';
-import { type Db, type Dialect, type LockAnswer, toNumber } from './dialect.js';
+import { type LockAnswer, toNumber } from './dialect.js';
+import { ReturningDialect } from './returning-dialect.js';
 
-export class PostgresDialect implements Dialect {
+export class PostgresDialect extends ReturningDialect {
   readonly name = 'postgresql';
   // clock_timestamp(), not now(): now() is frozen at the start of the transaction.
   readonly nowMs = '(floor(extract(epoch from clock_timestamp()) * 1000)::bigint)';
-  readonly lockingReads = false; // READ COMMITTED: each statement already sees the latest commit.
-
-  bindText(value: string): string {
-    return value;
-  }
-
-  readText(value: unknown): string {
-    return String(value);
-  }
-
-  async insertIfAbsent(
-    db: Db,
-    table: string,
-    values: Record<string, unknown>,
-  ): Promise<TokenRow | undefined> {
-    const rows: TokenRow[] = await db(table)
-      .insert(values)
-      .onConflict(['scope', 'key'])
-      .ignore()
-      .returning('*');
-    return rows[0];
-  }
-
-  async updateReturning(update: Knex.QueryBuilder): Promise<TokenRow | undefined> {
-    const rows: TokenRow[] = await update.returning('*');
-    return rows[0];
-  }
+  // lockingReads stays false: under READ COMMITTED each statement already sees the latest commit.
 
   async tryLock(trx: Knex.Transaction, lockId: Buffer): Promise<LockAnswer> {
     // 64 bits of the token's hash: a collision only makes an unrelated copy retry later.
