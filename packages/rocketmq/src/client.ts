@@ -6,8 +6,13 @@
  *   telemetry stream reconnecting and the process alive: `close()` then skips the notice and finishes;
  * - `startup()` waits forever on a server that never sends settings, and misses settings that arrive
  *   before it starts waiting: `startClient` bounds it and asks again;
- * - the telemetry stream's late CANCELLED error after shutdown would crash the process: it is caught.
+ * - the telemetry stream's late CANCELLED error after shutdown would crash the process: it is caught;
+ * - a closed client comes back to life: the telemetry session renews its stream one second after an error
+ *   or an end, and `startup()` still fetching routes pushes its timers after `shutdown()` cleared them.
+ *   Once `close()` starts, a renewed stream is an inert local one (no connection), route fetches fail
+ *   and start-up back-off sleeps end at once, so nothing keeps the process alive after `close()`.
  */
+import { Duplex } from 'node:stream';
 import {
   FilterExpression,
   type MessageView,
@@ -26,17 +31,35 @@ export const INVALID_RECEIPT_HANDLE = 40013;
 
 type Endpoints = MessageView['endpoints'];
 type RouteEndpoints = Endpoints[];
+type TelemetryStream = ReturnType<SimpleConsumer['createTelemetryStream']>;
 
 export class TransportSimpleConsumer extends SimpleConsumer {
   #skipTerminationNotice = false;
+  #closing: Promise<void> | undefined;
+
+  /** True once `close()` was called: the client opens nothing any more. */
+  get closed(): boolean {
+    return this.#closing !== undefined;
+  }
 
   /** Sends the settings again to every endpoint (see `startClient`: the first answer can be missed). */
   resyncSettings(): void {
+    if (this.closed) return;
     for (const endpoints of this.getTotalRouteEndpoints()) this.telemetry(endpoints, this.settingsCommand());
   }
 
-  override createTelemetryStream(endpoints: Endpoints) {
-    return guardTelemetryStream(super.createTelemetryStream(endpoints));
+  override createTelemetryStream(endpoints: Endpoints): TelemetryStream {
+    return this.closed
+      ? inertTelemetryStream()
+      : guardTelemetryStream(super.createTelemetryStream(endpoints));
+  }
+
+  protected override async updateRoutes(): Promise<void> {
+    await updateRoutesUnlessClosed(this, this.topicRouteCache, () => super.updateRoutes());
+  }
+
+  protected override sleep(ms: number): Promise<void> {
+    return this.closed ? Promise.resolve() : super.sleep(ms);
   }
 
   /** Acks one message and fails if the broker refused it, at the response or at the entry level. */
@@ -75,51 +98,112 @@ export class TransportSimpleConsumer extends SimpleConsumer {
     return this.#skipTerminationNotice ? [] : super.getTotalRouteEndpoints();
   }
 
-  /** Shuts down; never throws, never leaves a timer or a stream behind. */
-  async close(logger: RocketMQLogger): Promise<void> {
-    await closeClient(this, logger, (skip) => {
+  /** Shuts down (once; later calls wait for the first); never throws, never leaves a timer or a stream behind. */
+  close(logger: RocketMQLogger): Promise<void> {
+    this.#closing ??= closeClient(this, logger, (skip) => {
       this.#skipTerminationNotice = skip;
     });
+    return this.#closing;
   }
 }
 
 export class TransportProducer extends Producer {
   #skipTerminationNotice = false;
+  #closing: Promise<void> | undefined;
+
+  /** True once `close()` was called: the client opens nothing any more. */
+  get closed(): boolean {
+    return this.#closing !== undefined;
+  }
 
   /** Sends the settings again to every endpoint (see `startClient`: the first answer can be missed). */
   resyncSettings(): void {
+    if (this.closed) return;
     for (const endpoints of this.getTotalRouteEndpoints()) this.telemetry(endpoints, this.settingsCommand());
   }
 
-  override createTelemetryStream(endpoints: Endpoints) {
-    return guardTelemetryStream(super.createTelemetryStream(endpoints));
+  override createTelemetryStream(endpoints: Endpoints): TelemetryStream {
+    return this.closed
+      ? inertTelemetryStream()
+      : guardTelemetryStream(super.createTelemetryStream(endpoints));
+  }
+
+  protected override async updateRoutes(): Promise<void> {
+    await updateRoutesUnlessClosed(this, this.topicRouteCache, () => super.updateRoutes());
+  }
+
+  protected override sleep(ms: number): Promise<void> {
+    return this.closed ? Promise.resolve() : super.sleep(ms);
   }
 
   protected override getTotalRouteEndpoints(): RouteEndpoints {
     return this.#skipTerminationNotice ? [] : super.getTotalRouteEndpoints();
   }
 
-  async close(logger: RocketMQLogger): Promise<void> {
-    await closeClient(this, logger, (skip) => {
+  /** Shuts down (once; later calls wait for the first); never throws, never leaves a timer or a stream behind. */
+  close(logger: RocketMQLogger): Promise<void> {
+    this.#closing ??= closeClient(this, logger, (skip) => {
       this.#skipTerminationNotice = skip;
     });
+    return this.#closing;
   }
 }
 
 /**
  * The client's telemetry session drops every listener of its stream on release, then closes the channel;
- * the stream's late CANCELLED error would then have no listener and crash the process. Keep one.
+ * the stream's late CANCELLED error would then have no listener and crash the process. Keep exactly one
+ * listener that swallows it.
+ *
+ * `removeAllListeners` must be forwarded with the caller's exact arguments: called as
+ * `removeAllListeners(undefined)` an EventEmitter removes nothing at all, which would leave the session's
+ * error and end handlers on a released stream, so that its late error renews the stream of a closed
+ * client, for ever (and each release would add one more swallowing listener).
  */
 function guardTelemetryStream<S extends NodeJS.EventEmitter>(stream: S): S {
   const swallow = () => undefined;
-  stream.on('error', swallow);
-  const removeAll = stream.removeAllListeners.bind(stream);
-  stream.removeAllListeners = ((event?: string | symbol) => {
-    removeAll(event);
-    if (event === undefined || event === 'error') stream.on('error', swallow);
+  const keepSwallow = () => {
+    if (!stream.listeners('error').includes(swallow)) stream.on('error', swallow);
+  };
+  keepSwallow();
+  const removeAll = stream.removeAllListeners;
+  stream.removeAllListeners = ((...args: [event?: string | symbol]) => {
+    removeAll.apply(stream, args);
+    keepSwallow();
     return stream;
   }) as typeof stream.removeAllListeners;
   return stream;
+}
+
+/**
+ * What a closed client gets when its telemetry session renews its stream (the renewal is a timer the
+ * client does not cancel): a local stream that takes writes, never ends and opens no connection.
+ */
+function inertTelemetryStream(): TelemetryStream {
+  return new Duplex({
+    objectMode: true,
+    read() {},
+    write(_chunk, _encoding, callback) {
+      callback();
+    },
+  }) as unknown as TelemetryStream;
+}
+
+/**
+ * Route fetches of a closed client fail (and forget any route), so that a `startup()` still fetching
+ * when `close()` ran rejects instead of pushing its periodic timers after `shutdown()` cleared them.
+ */
+async function updateRoutesUnlessClosed(
+  client: { readonly closed: boolean },
+  routes: Map<string, unknown>,
+  update: () => Promise<void>,
+): Promise<void> {
+  const refuse = () => {
+    routes.clear();
+    throw new Error('the RocketMQ client is closed');
+  };
+  if (client.closed) refuse();
+  await update();
+  if (client.closed) refuse();
 }
 
 interface Closable {
@@ -233,11 +317,11 @@ export async function startClient(
   try {
     await Promise.race([started, timedOut]);
   } catch (error) {
-    // If the abandoned start-up completes later, close what it opened then.
-    started.then(
-      () => client.close(logger),
-      () => undefined,
-    );
+    clearTimeout(timer);
+    clearInterval(resync);
+    // A start-up still under way when the client closes either fails (routes) or never completes
+    // (settings); its rejection is expected and ignored.
+    started.catch(() => undefined);
     await client.close(logger);
     throw error instanceof RocketMQStartupError
       ? error

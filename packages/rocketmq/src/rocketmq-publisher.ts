@@ -48,6 +48,7 @@ export class RocketMQPublisher {
   readonly #maxAttempts: number;
   readonly #logger: RocketMQLogger;
   #producer: TransportProducer | undefined;
+  #starting: Promise<void> | undefined;
 
   constructor(options: RocketMQPublisherOptions) {
     this.#options = resolveClientOptions(options, 'RocketMQPublisher');
@@ -71,9 +72,14 @@ export class RocketMQPublisher {
   /** Starts the producer; rejects with `RocketMQStartupError` within `startupTimeoutMs`. */
   async start(): Promise<void> {
     if (this.#producer) return;
-    const producer = createProducer(this.#options, this.#topics, this.#maxAttempts);
-    await startClient(producer, `producer for ${this.#topics.join(', ')}`, this.#options, this.#logger);
-    this.#producer = producer;
+    this.#starting ??= (async () => {
+      const producer = createProducer(this.#options, this.#topics, this.#maxAttempts);
+      await startClient(producer, `producer for ${this.#topics.join(', ')}`, this.#options, this.#logger);
+      this.#producer = producer;
+    })().finally(() => {
+      this.#starting = undefined;
+    });
+    await this.#starting;
   }
 
   /** Sends one message. Refuses, before any I/O, a message without a business key. */
@@ -99,7 +105,9 @@ export class RocketMQPublisher {
     return { messageId: receipt?.messageId ?? '', keys };
   }
 
+  /** Closes the producer (once a start under way has finished, so that nothing is left open). */
   async stop(): Promise<void> {
+    await this.#starting?.catch(() => undefined);
     const producer = this.#producer;
     this.#producer = undefined;
     await producer?.close(this.#logger);

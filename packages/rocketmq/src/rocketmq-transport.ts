@@ -34,6 +34,7 @@ export class RocketMQTransport implements MessageTransport {
   readonly #options: ResolvedTransportOptions;
   readonly #logger: RocketMQLogger;
   readonly #subscriptions: Subscription[] = [];
+  readonly #starting = new Set<Promise<void>>();
   #stopped = false;
 
   /** Validates every option now, naming the one that is wrong. */
@@ -49,6 +50,17 @@ export class RocketMQTransport implements MessageTransport {
   async subscribe(spec: SubscriptionSpec): Promise<void> {
     if (this.#stopped) throw new NotStartedError('RocketMQTransport', 'it was stopped; create a new one');
     const { codec, sqlFilter } = validateSpec(spec, this.#options.codec);
+    // `stop()` waits for a subscription still starting, so that its client is closed before it returns.
+    const starting = this.#start(spec, codec, sqlFilter);
+    this.#starting.add(starting);
+    try {
+      await starting;
+    } finally {
+      this.#starting.delete(starting);
+    }
+  }
+
+  async #start(spec: SubscriptionSpec, codec: BodyCodec, sqlFilter: string | undefined): Promise<void> {
     const consumer = createSimpleConsumer(this.#options, {
       topic: spec.topic,
       consumerGroup: spec.consumerGroup,
@@ -73,6 +85,7 @@ export class RocketMQTransport implements MessageTransport {
   /** Stops receiving, lets every handler in flight settle, then closes the clients. */
   async stop(): Promise<void> {
     this.#stopped = true;
+    await Promise.allSettled([...this.#starting]);
     await Promise.all(this.#subscriptions.map((s) => s.stop()));
     this.#subscriptions.length = 0;
   }

@@ -145,6 +145,9 @@ export class RocketMQTestBroker {
   #port: number;
   #server: grpc.Server | undefined;
   #serving = false;
+  #closed = false;
+  /** The bind in progress, if any: stopping waits for it so that no server is left listening. */
+  #listening: Promise<void> = Promise.resolve();
   readonly #topics = new Map<string, StoredMessage[]>();
   /** `group\u0000topic` → offset → state. */
   readonly #groups = new Map<string, Map<number, DeliveryState>>();
@@ -197,8 +200,12 @@ export class RocketMQTestBroker {
     await this.resumeServing();
   }
 
-  /** Starts an outage: the port is closed until `resumeServing()`. State is kept. */
+  /**
+   * Starts an outage: the port is closed until `resumeServing()`. State is kept. Resolves once the
+   * listening socket and every connection are closed.
+   */
   async stopServing(): Promise<void> {
+    await this.#listening;
     const server = this.#server;
     this.#server = undefined;
     this.#serving = false;
@@ -212,16 +219,21 @@ export class RocketMQTestBroker {
       }
     }
     this.#telemetryCalls.clear();
-    server?.forceShutdown();
+    if (server) await shutDown(server);
   }
 
-  /** Ends an outage: listens again on the same port. */
+  /** Ends an outage: listens again on the same port (not after `close()`). */
   async resumeServing(): Promise<void> {
-    if (!this.#serving) await this.#listen();
+    await this.#listening;
+    if (!this.#serving && !this.#closed) await this.#listen();
   }
 
-  /** Stops for good. */
+  /**
+   * Stops for good: no server, connection or timer of the broker is left (a `restart` under way does
+   * not come back). The recorded state stays readable.
+   */
   async close(): Promise<void> {
+    this.#closed = true;
     await this.stopServing();
   }
 
@@ -296,17 +308,25 @@ export class RocketMQTestBroker {
 
   // ---- the service ----------------------------------------------------------------------------
 
-  async #listen(): Promise<void> {
-    const server = new grpc.Server();
-    server.addService(MessagingServiceService, this.#implementation());
-    const port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(`${HOST}:${this.#port}`, grpc.ServerCredentials.createInsecure(), (error, port) =>
-        error ? reject(error) : resolve(port),
-      );
-    });
-    this.#port = port;
-    this.#server = server;
-    this.#serving = true;
+  #listen(): Promise<void> {
+    const listening = (async () => {
+      const server = new grpc.Server();
+      server.addService(MessagingServiceService, this.#implementation());
+      try {
+        this.#port = await new Promise<number>((resolve, reject) => {
+          server.bindAsync(`${HOST}:${this.#port}`, grpc.ServerCredentials.createInsecure(), (error, port) =>
+            error ? reject(error) : resolve(port),
+          );
+        });
+      } catch (error) {
+        await shutDown(server);
+        throw error;
+      }
+      this.#server = server;
+      this.#serving = true;
+    })();
+    this.#listening = listening.catch(() => undefined);
+    return listening;
   }
 
   #implementation(): grpc.UntypedServiceImplementation {
@@ -407,8 +427,8 @@ export class RocketMQTestBroker {
       if (this.#options.silentTelemetry) return;
       try {
         call.write(new s.TelemetryCommand().setStatus(ok()).setSettings(this.#settingsFor(settings)));
-      } catch (e) {
-        console.error('DEBUG telemetry', e);
+      } catch {
+        // the client went away meanwhile
       }
     });
     call.on('end', () => {
@@ -821,4 +841,15 @@ function duration(ms: number) {
 
 function millis(value: { getSeconds(): number; getNanos(): number } | undefined): number | undefined {
   return value ? value.getSeconds() * 1000 + Math.floor(value.getNanos() / 1_000_000) : undefined;
+}
+
+/**
+ * Closes a gRPC server for good and resolves once its listening socket and every connection are closed:
+ * `forceShutdown()` alone returns while the HTTP/2 server is still closing (its handle keeps the process
+ * alive a little longer); `tryShutdown()` reports when it is done, and the forced cut makes that prompt.
+ */
+function shutDown(server: grpc.Server): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+  server.forceShutdown();
+  return closed;
 }
