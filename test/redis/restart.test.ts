@@ -2,7 +2,8 @@
  * The fault test: a redis-server of our own is killed (SIGKILL) and restarted in the middle of a run of
  * 1 000 deliveries with duplicates through `@Idempotent` consumers, which a broker-like loop redelivers
  * until each copy is settled → 0 lost, 0 processed twice.
- * - Redis as the cache, another store behind it: the cache may forget anything; the store decides.
+ * - Redis as the cache, the memory or the SQL (PostgreSQL) store behind it: the cache may forget
+ *   anything; the store decides.
  * - Redis as the store: without AOF a restart forgets every record (a redelivery runs again: asserted);
  *   with `appendonly yes, appendfsync always` every acknowledged claim and completion survives.
  */
@@ -14,16 +15,32 @@ import {
   MemoryIdempotencyStore,
   SystemClock,
 } from '@idempotent-mq/core';
+import { createIdempotencyTable, dropIdempotencyTable, KnexIdempotencyStore } from '@idempotent-mq/knex';
 import { RedisIdempotencyCache, RedisIdempotencyStore } from '@idempotent-mq/redis';
 import { injectable } from 'inversify';
 import { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import knexFactory from 'knex';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RedisServer, sleep } from '../../packages/redis/test/support/redis-server.js';
 import { type Harness, harness, type Message, msg } from '../support/engine-harness.js';
 
-/** Stores that can sit behind the Redis cache; the SQL store joins this list when it lands. */
+/** The SQL store behind the cache: PostgreSQL, in a table of this run's own. */
+const pg = knexFactory({
+  client: 'pg',
+  connection: process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
+  pool: { min: 0, max: 16 },
+});
+const TABLE = `redis_restart_${process.pid}`;
+beforeAll(() => createIdempotencyTable(pg, { tableName: TABLE }));
+afterAll(async () => {
+  await dropIdempotencyTable(pg, { tableName: TABLE });
+  await pg.destroy();
+});
+
+/** Stores that can sit behind the Redis cache. */
 const STORES_BEHIND_THE_CACHE: Record<string, () => IdempotencyStore> = {
   memory: () => new MemoryIdempotencyStore({ clock: new SystemClock() }),
+  'PostgreSQL (knex)': () => new KnexIdempotencyStore(pg, { tableName: TABLE }),
 };
 
 const UNIQUE = 600;

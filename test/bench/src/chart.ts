@@ -16,9 +16,16 @@ export async function renderChart(rows: readonly ChartRow[], title: string): Pro
     width: 560,
     mark: { type: 'bar', tooltip: true },
     encoding: {
-      y: { field: 'scenario', type: 'nominal', title: null, sort: null },
+      y: { field: 'scenario', type: 'nominal', title: null, sort: null, axis: { labelLimit: 420 } },
       yOffset: { field: 'series', type: 'nominal' },
-      x: { field: 'opsPerSec', type: 'quantitative', title: 'operations per second (higher is better)' },
+      x: {
+        field: 'opsPerSec',
+        type: 'quantitative',
+        title: 'operations per second, log scale (higher is better)',
+        scale: { type: 'log', domainMin: 100 },
+      },
+      // Bars on a log scale need a start: the left edge of the domain.
+      x2: { datum: 100 },
       color: {
         field: 'series',
         type: 'nominal',

@@ -2,7 +2,7 @@
  * `pnpm bench [--quick]`: every scenario at concurrency 1 and 64, each beside its baseline measured in
  * the same run on the same connections. Prints a table, writes results/latest.json and latest.svg.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -57,8 +57,38 @@ async function memoryBound(tokens: number) {
   };
 }
 
+interface Saved {
+  readonly machine: { readonly cores: number; readonly node: string };
+  readonly scenarios: readonly {
+    readonly name: string;
+    readonly opsPerSec: number;
+    readonly baselineOpsPerSec: number;
+    readonly series: string;
+  }[];
+}
+
+/** The chart of a results file: each path beside its baseline (or the peer). */
+async function draw(saved: Saved): Promise<void> {
+  const chart: ChartRow[] = saved.scenarios.flatMap((s) => [
+    { scenario: s.name, series: 'idempotent-mq', opsPerSec: s.opsPerSec },
+    { scenario: s.name, series: s.series, opsPerSec: s.baselineOpsPerSec },
+  ]);
+  const title = `idempotent-mq vs baselines (${saved.machine.cores} cores, Node ${saved.machine.node})`;
+  await writeFile(join(results, 'latest.svg'), await renderChart(chart, title));
+}
+
+/** `--redraw`: draws the chart again from results/latest.json, without measuring. */
+async function redraw(): Promise<void> {
+  const saved = JSON.parse(await readFile(join(results, 'latest.json'), 'utf8')) as Saved;
+  await draw(saved);
+  console.log(`drew ${join(results, 'latest.svg')} from latest.json`);
+}
+
 async function main() {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, only: { type: 'string' } } });
+  const { values } = parseArgs({
+    options: { quick: { type: 'boolean' }, only: { type: 'string' }, redraw: { type: 'boolean' } },
+  });
+  if (values.redraw) return redraw();
   const quick = values.quick ?? false;
   const timing = quick
     ? { durationMs: 600, warmupMs: 150, rounds: 2 }
@@ -67,6 +97,8 @@ async function main() {
   const conn = await connect(join(dir, 'bench.sqlite'));
   const rows: Result[] = [];
   const started = Date.now();
+  // First, while the process is fresh: memory is what it measures.
+  const memory = await memoryBound(quick ? 200_000 : 1_000_000);
   try {
     const plan: { c: number; list: Awaited<ReturnType<typeof scenarios>> }[] = [];
     for (const c of [1, 64])
@@ -101,7 +133,6 @@ async function main() {
         process.stderr.write(`${ratio.toFixed(2)}x\n`);
       }
     }
-    const memory = await memoryBound(quick ? 200_000 : 1_000_000);
     const machine = {
       cpu: os.cpus()[0]?.model ?? 'unknown',
       cores: os.cpus().length,
@@ -124,6 +155,7 @@ async function main() {
         p50Ms: Number(r.p50Ms.toFixed(3)),
         p99Ms: Number(r.p99Ms.toFixed(3)),
         baseline: r.baseline,
+        series: r.series,
         met: r.met,
       })),
       memory,
