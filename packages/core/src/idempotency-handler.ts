@@ -309,7 +309,16 @@ export class IdempotencyHandler {
     const { store } = this.deps;
     const owner = randomUUID();
     const claim: ClaimResult = await this.storeCall('claim', token, () =>
-      store.claim({ token, owner, leaseMs: plan.policy.leaseMs, fingerprint: print }, tx),
+      store.claim(
+        {
+          token,
+          owner,
+          leaseMs: plan.policy.leaseMs,
+          fingerprint: print,
+          ttlMs: tx === undefined ? undefined : plan.policy.ttlMs,
+        },
+        tx,
+      ),
     );
     if (claim.status === 'exists') {
       if (claim.record.status === 'completed')

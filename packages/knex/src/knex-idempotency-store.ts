@@ -69,6 +69,8 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
   private readonly isolationLevel: Knex.IsolationLevels | undefined;
   /** Transactions this store opened, with the session locks they hold (MySQL). */
   private readonly opened = new WeakMap<Knex.Transaction, string[]>();
+  /** Claims written completed at once inside their transaction (see `ClaimRequest.ttlMs`), by token and owner. */
+  private readonly precompleted = new WeakMap<Knex.Transaction, Set<string>>();
 
   constructor(
     private readonly knex: Knex,
@@ -140,16 +142,14 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
     const row = await this.dialect.insertIfAbsent(db, this.table.tableName, {
       scope: this.dialect.bindText(request.token.scope),
       key: this.dialect.bindText(request.token.key),
-      status: STATUS_IN_PROGRESS,
       owner: request.owner,
       fence: 1,
-      lease_expires_at: this.nowPlus(db, request.leaseMs),
       fingerprint: request.fingerprint ?? null,
       result: null,
       created_at: db.raw(this.dialect.nowMs),
-      completed_at: null,
-      expires_at: null,
+      ...this.claimState(db, request, tx),
     });
+    if (row) this.notePrecompleted(request, tx);
     return row && this.record(row);
   }
 
@@ -169,18 +169,18 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
       .update({
         // First: MySQL evaluates SET left to right, and this must read the old status.
         fence: db.raw('case when ?? = ? then ?? + 1 else 1 end', ['status', STATUS_IN_PROGRESS, 'fence']),
-        status: STATUS_IN_PROGRESS,
         owner: request.owner,
-        lease_expires_at: this.nowPlus(db, request.leaseMs),
         fingerprint: request.fingerprint ?? null,
         result: null,
         created_at: now,
-        completed_at: null,
-        expires_at: null,
+        ...this.claimState(db, request, tx),
       });
     const row = await this.dialect.updateReturning(update, () =>
-      db(this.table.tableName).select('*').where(this.heldWhere(request.token, request.owner)),
+      db(this.table.tableName)
+        .select('*')
+        .where({ ...this.tokenWhere(request.token), owner: request.owner }),
     );
+    if (row) this.notePrecompleted(request, tx);
     // A completed record restarts at fence 1; only a taken-over claim goes above it.
     return row && { record: this.record(row), takeover: toNumber(row.fence) > 1 };
   }
@@ -199,6 +199,7 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
         // before the commit, and a new lease would become visible only with the completion. Renewing
         // therefore only checks that the claim is still this owner's.
         if (tx.isCompleted()) return false;
+        if (this.precompleted.get(tx)?.has(claimId(token, owner))) return true;
         return (await tx(this.table.tableName).select('id').where(this.heldWhere(token, owner))).length === 1;
       }
       const changed = await this.knex(this.table.tableName)
@@ -216,6 +217,14 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
   async complete(request: CompleteRequest, tx?: Knex.Transaction): Promise<boolean> {
     if (this.unstorable(request.token)) return false;
     return this.run('complete', request.token, async () => {
+      if (tx && this.precompleted.get(tx)?.has(claimId(request.token, request.owner))) {
+        // Written completed by the claim in this very transaction: only a result is left to store.
+        if (request.result === undefined) return true;
+        const changed = await tx(this.table.tableName)
+          .where({ ...this.tokenWhere(request.token), owner: request.owner })
+          .update({ result: request.result });
+        return toNumber(changed) > 0;
+      }
       const db = tx ?? this.knex;
       const changed = await db(this.table.tableName)
         .where(this.heldWhere(request.token, request.owner))
@@ -288,6 +297,38 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
         if (ids.length < size) return purged;
       }
     });
+  }
+
+  /**
+   * The status columns of a new claim: in progress under a lease or, when the claim is made inside the
+   * transaction that will complete it, completed at once (nobody sees it before the commit).
+   */
+  private claimState(
+    db: Db,
+    request: ClaimRequest,
+    tx: Knex.Transaction | undefined,
+  ): Record<string, unknown> {
+    if (tx && request.ttlMs !== undefined) {
+      return {
+        status: STATUS_COMPLETED,
+        lease_expires_at: null,
+        completed_at: db.raw(this.dialect.nowMs),
+        expires_at: this.nowPlus(db, request.ttlMs),
+      };
+    }
+    return {
+      status: STATUS_IN_PROGRESS,
+      lease_expires_at: this.nowPlus(db, request.leaseMs),
+      completed_at: null,
+      expires_at: null,
+    };
+  }
+
+  private notePrecompleted(request: ClaimRequest, tx: Knex.Transaction | undefined): void {
+    if (!tx || request.ttlMs === undefined) return;
+    const claims = this.precompleted.get(tx) ?? new Set<string>();
+    claims.add(claimId(request.token, request.owner));
+    this.precompleted.set(tx, claims);
   }
 
   /** The table's rows as records. */
@@ -374,6 +415,10 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
     }
     return new IdempotencyStoreError(step, token, error);
   }
+}
+
+function claimId(token: TokenRef, owner: string): string {
+  return `${tokenId(token)}\u0000${owner}`;
 }
 
 function textProblem(what: string, value: string, max: number, option: string): string | undefined {

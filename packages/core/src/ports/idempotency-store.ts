@@ -41,6 +41,12 @@ export interface ClaimRequest {
   /** Lease length; the store adds it to its own clock. */
   readonly leaseMs: number;
   readonly fingerprint?: string;
+  /**
+   * Given when the claim is made inside the transaction that will complete it (transactional mode): the
+   * record's retention. Nobody sees the claim before the commit, so a store may write it completed at
+   * once and skip a round trip at completion; it must still honour `complete` (fenced, with the result).
+   */
+  readonly ttlMs?: number;
 }
 
 /**
