@@ -4,6 +4,7 @@
  */
 import 'reflect-metadata';
 import type { HandlerMethod } from './idempotency-handler.js';
+import type { MessageListenerOptions } from './listener/message-listener.decorator.js';
 import type { IdempotentOptions } from './options.js';
 
 const IDEMPOTENT_METHODS = Symbol.for('idempotent-mq:idempotent-methods');
@@ -75,17 +76,7 @@ export function declaringClassOf(ctor: Ctor, method: string | symbol): Ctor | un
  * What a listener class decorator records (`@MessageListener`, or a transport's own such as
  * `@RocketMQListener`, which may add fields). The consumer group is part of the default scope.
  */
-export interface MessageListenerMetadata {
-  readonly topic: string;
-  readonly consumerGroup: string;
-  /** A tag expression or transport-specific filter. */
-  readonly filter?: string;
-  readonly concurrency?: number;
-  readonly maxAttempts?: number;
-  /** The `@Idempotent` method that handles each message, when the class has several. */
-  readonly method?: string;
-  readonly [option: string]: unknown;
-}
+export type MessageListenerMetadata = MessageListenerOptions & { readonly [option: string]: unknown };
 
 /** Records listener metadata on a class (used by listener decorators). */
 export function setMessageListener(ctor: Ctor, metadata: MessageListenerMetadata): void {
