@@ -68,13 +68,13 @@ interface Saved {
 }
 
 /** The chart of a results file: each path beside its baseline (or the peer). */
-async function draw(saved: Saved): Promise<void> {
+async function draw(saved: Saved, name = 'latest'): Promise<void> {
   const chart: ChartRow[] = saved.scenarios.flatMap((s) => [
     { scenario: s.name, series: 'idempotent-mq', opsPerSec: s.opsPerSec },
     { scenario: s.name, series: s.series, opsPerSec: s.baselineOpsPerSec },
   ]);
   const title = `idempotent-mq vs baselines (${saved.machine.cores} cores, Node ${saved.machine.node})`;
-  await writeFile(join(results, 'latest.svg'), await renderChart(chart, title));
+  await writeFile(join(results, `${name}.svg`), await renderChart(chart, title));
 }
 
 /** `--redraw`: draws the chart again from results/latest.json, without measuring. */
@@ -160,23 +160,10 @@ async function main() {
       })),
       memory,
     };
-    await writeFile(join(results, 'latest.json'), `${JSON.stringify(out, null, 2)}\n`);
-    const chart: ChartRow[] = rows.flatMap((r) => [
-      {
-        scenario: `${r.name} @${r.concurrency}`,
-        series: 'idempotent-mq',
-        opsPerSec: Math.round(r.opsPerSec),
-      },
-      {
-        scenario: `${r.name} @${r.concurrency}`,
-        series: r.series,
-        opsPerSec: Math.round(r.baselineOpsPerSec),
-      },
-    ]);
-    await writeFile(
-      join(results, 'latest.svg'),
-      await renderChart(chart, `idempotent-mq vs baselines (${machine.cores} cores, ${machine.node})`),
-    );
+    // A quick run is a smoke check: it never replaces the full results the README shows.
+    const name = quick ? 'quick' : 'latest';
+    await writeFile(join(results, `${name}.json`), `${JSON.stringify(out, null, 2)}\n`);
+    await draw(out, name);
 
     console.log(
       '\n| scenario | conc | ops/s | baseline ops/s | ratio | target | p50 ms | p99 ms | baseline |',
@@ -194,7 +181,7 @@ async function main() {
     console.log(
       `machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGb} GB, Node ${machine.node}; ${machine.postgres}, MariaDB ${machine.mariadb}, Redis ${machine.redis}`,
     );
-    console.log(`wrote ${join(results, 'latest.json')} and latest.svg in ${machine.durationS} s`);
+    console.log(`wrote ${join(results, `${name}.json`)} and ${name}.svg in ${machine.durationS} s`);
   } finally {
     await conn.close();
     await rm(dir, { recursive: true, force: true });
