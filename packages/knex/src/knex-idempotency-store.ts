@@ -126,7 +126,20 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
         : tooLong('fingerprint', request.fingerprint, FINGERPRINT_LENGTH));
     if (problem) throw new UnstorableTokenError(request.token, problem);
     return this.run('claim', request.token, async () => {
-      if (tx) {
+      if (tx && this.dialect.lockAndInsert) {
+        const answer = await this.dialect.lockAndInsert(
+          tx,
+          this.lockId(request.token),
+          this.table.tableName,
+          this.newRow(tx, request, tx),
+        );
+        if (!answer.acquired) return this.heldElsewhere(request.token, answer.nowMs, tx);
+        if (answer.row) {
+          this.notePrecompleted(request, tx);
+          return { status: 'claimed', record: this.record(answer.row), takeover: false };
+        }
+        // A row stands (expired, or another's): the rest of the claim decides, under the lock.
+      } else if (tx) {
         const lock = await this.dialect.tryLock(tx, this.lockId(request.token), this.opened.get(tx));
         if (lock && !lock.acquired) return this.heldElsewhere(request.token, lock.nowMs, tx);
       }
@@ -139,16 +152,7 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
     tx?: Knex.Transaction,
   ): Promise<IdempotencyRecord | undefined> {
     const db = tx ?? this.knex;
-    const row = await this.dialect.insertIfAbsent(db, this.table.tableName, {
-      scope: this.dialect.bindText(request.token.scope),
-      key: this.dialect.bindText(request.token.key),
-      owner: request.owner,
-      fence: 1,
-      fingerprint: request.fingerprint ?? null,
-      result: null,
-      created_at: db.raw(this.dialect.nowMs),
-      ...this.claimState(db, request, tx),
-    });
+    const row = await this.dialect.insertIfAbsent(db, this.table.tableName, this.newRow(db, request, tx));
     if (row) this.notePrecompleted(request, tx);
     return row && this.record(row);
   }
@@ -321,6 +325,20 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
       lease_expires_at: this.nowPlus(db, request.leaseMs),
       completed_at: null,
       expires_at: null,
+    };
+  }
+
+  /** The row of a fresh claim. */
+  private newRow(db: Db, request: ClaimRequest, tx: Knex.Transaction | undefined): Record<string, unknown> {
+    return {
+      scope: this.dialect.bindText(request.token.scope),
+      key: this.dialect.bindText(request.token.key),
+      owner: request.owner,
+      fence: 1,
+      fingerprint: request.fingerprint ?? null,
+      result: null,
+      created_at: db.raw(this.dialect.nowMs),
+      ...this.claimState(db, request, tx),
     };
   }
 

@@ -64,6 +64,24 @@ for (const dialect of DIALECTS) {
       }
     });
 
+    it('claims in as few statements as the dialect allows (PostgreSQL: lock and insert together)', async () => {
+      const token = { scope: 'rt', key: randomUUID() };
+      const statements: string[] = [];
+      const listen = (q: { sql: string }) => statements.push(q.sql);
+      await store.transaction(async (tx) => {
+        db.knex.on('query', listen);
+        try {
+          expect((await store.claim({ token, owner: 'o', leaseMs: 5_000, ttlMs: 60_000 }, tx)).status).toBe(
+            'claimed',
+          );
+        } finally {
+          db.knex.removeListener('query', listen);
+        }
+      });
+      // PostgreSQL: one CTE; MySQL/MariaDB: GET_LOCK, INSERT IGNORE, read-back; SQLite: one INSERT … RETURNING.
+      expect(statements).toHaveLength({ postgresql: 1, mysql: 3, sqlite: 1 }[dialect]);
+    });
+
     it('stores a result with one UPDATE, fenced on the owner', async () => {
       const { statements, row } = await claimAndComplete(60_000, '{"receipt":"R-1"}');
       expect(statements.filter((s) => /^update/i.test(s.trim()))).toHaveLength(1);

@@ -45,6 +45,16 @@ export interface Dialect {
    * {@link Dialect.releaseLocks} must release before the transaction ends.
    */
   tryLock(trx: Knex.Transaction, lockId: Buffer, held: string[] | undefined): Promise<LockAnswer | undefined>;
+  /**
+   * Where the dialect can, {@link Dialect.tryLock} and {@link Dialect.insertIfAbsent} in one statement:
+   * the insert runs only if the lock was acquired. One round trip fewer per transactional claim.
+   */
+  lockAndInsert?(
+    trx: Knex.Transaction,
+    lockId: Buffer,
+    table: string,
+    values: Record<string, unknown>,
+  ): Promise<LockAnswer & { readonly row?: TokenRow }>;
   /** Releases the session locks `tryLock` took in `trx` (MySQL); nothing elsewhere. */
   releaseLocks(trx: Knex.Transaction, held: readonly string[]): Promise<void>;
   isMissingTable(error: unknown): boolean;
