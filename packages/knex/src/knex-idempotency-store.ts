@@ -132,6 +132,7 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
           this.lockId(request.token),
           this.table.tableName,
           this.newRow(tx, request, tx),
+          this.opened.get(tx),
         );
         if (!answer.acquired) return this.heldElsewhere(request.token, answer.nowMs, tx);
         if (answer.row) {

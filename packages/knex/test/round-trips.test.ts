@@ -3,7 +3,7 @@
  * retention as `ttlMs`) is written completed at once, so completing it costs no statement unless there is
  * a result to store; the rows it leaves are the same.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createIdempotencyTable, dropIdempotencyTable, KnexIdempotencyStore } from '../src/index.js';
 import { DIALECTS, openDatabase, type TestDatabase, uniqueTable } from './support/databases.js';
@@ -78,8 +78,42 @@ for (const dialect of DIALECTS) {
           db.knex.removeListener('query', listen);
         }
       });
-      // PostgreSQL: one CTE; MySQL/MariaDB: GET_LOCK, INSERT IGNORE, read-back; SQLite: one INSERT … RETURNING.
-      expect(statements).toHaveLength({ postgresql: 1, mysql: 3, sqlite: 1 }[dialect]);
+      // PostgreSQL: one CTE; MariaDB ≥ 10.5: one INSERT IGNORE … SELECT GET_LOCK … RETURNING; MySQL:
+      // GET_LOCK, INSERT IGNORE, read-back; SQLite: one INSERT … RETURNING.
+      let mysql = 3;
+      if (dialect === 'mysql') {
+        const [[{ v }]] = (await db.knex.raw('select version() as v')) as [[{ v: string }]];
+        const [major = 0, minor = 0] = v.split('.').map(Number);
+        if (/mariadb/i.test(v) && (major > 10 || (major === 10 && minor >= 5))) mysql = 1;
+      }
+      expect(statements).toHaveLength({ postgresql: 1, mysql, sqlite: 1 }[dialect]);
+    });
+
+    it('leaves no lock behind: the token is free once the transaction ends, committed or rolled back', async () => {
+      for (const outcome of ['commit', 'rollback'] as const) {
+        const token = { scope: 'rt', key: randomUUID() };
+        await store
+          .transaction(async (tx) => {
+            await store.claim({ token, owner: 'o', leaseMs: 5_000, ttlMs: 60_000 }, tx);
+            if (outcome === 'rollback') throw new Error('handler failed');
+          })
+          .catch(() => undefined);
+        if (dialect === 'mysql') {
+          // The store's GET_LOCK name for this token; a lock counted twice would still be held here.
+          const digest = createHash('sha256')
+            .update(`${tableName}\u0000${token.scope}\u0000${token.key}`)
+            .digest();
+          const [[free]] = (await db.knex.raw('select is_free_lock(?) as free', [
+            `idempotent-mq:${digest.toString('base64url')}`,
+          ])) as [[{ free: number }]];
+          expect(free.free, outcome).toBe(1);
+        }
+        // Another transaction claims the token at once (a completed record, or a fresh claim after rollback).
+        const again = await store.transaction((tx) =>
+          store.claim({ token, owner: 'p', leaseMs: 5_000, ttlMs: 60_000 }, tx),
+        );
+        expect(again.record.owner, outcome).toBe(outcome === 'commit' ? 'o' : 'p');
+      }
     });
 
     it('stores a result with one UPDATE, fenced on the owner', async () => {

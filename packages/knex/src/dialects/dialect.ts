@@ -54,6 +54,7 @@ export interface Dialect {
     lockId: Buffer,
     table: string,
     values: Record<string, unknown>,
+    held: string[] | undefined,
   ): Promise<LockAnswer & { readonly row?: TokenRow }>;
   /** Releases the session locks `tryLock` took in `trx` (MySQL); nothing elsewhere. */
   releaseLocks(trx: Knex.Transaction, held: readonly string[]): Promise<void>;
@@ -63,6 +64,36 @@ export interface Dialect {
 }
 
 /** Reads a numeric column or expression that a driver may return as a string or a bigint. */
+/** A knex `raw()` value (an SQL expression) rather than a plain binding. */
+export function isRaw(value: unknown): value is Knex.Raw {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as { isRawInstance?: unknown }).isRawInstance === true
+  );
+}
+
+/**
+ * `INSERT … SELECT` of one row of `values`: the select list (a plain binding as `?` — cast with
+ * `castOf(column)` where given — or a raw expression inlined) and its bindings, in order.
+ */
+export function selectList(
+  values: Record<string, unknown>,
+  castOf: (column: string) => string = () => '',
+): { sql: string; bindings: Knex.RawBinding[] } {
+  const bindings: Knex.RawBinding[] = [];
+  const parts = Object.entries(values).map(([column, value]) => {
+    if (isRaw(value)) {
+      const compiled = value.toSQL();
+      bindings.push(...(compiled.bindings as Knex.RawBinding[]));
+      return `(${compiled.sql})`;
+    }
+    bindings.push(value as Knex.RawBinding);
+    return `?${castOf(column)}`;
+  });
+  return { sql: parts.join(', '), bindings };
+}
+
 export function toNumber(value: unknown): number {
   return typeof value === 'number' ? value : Number(value);
 }

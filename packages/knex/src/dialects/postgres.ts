@@ -7,7 +7,7 @@
 import type { Knex } from 'knex';
 import type { ResolvedTableOptions } from '../table-options.js';
 import type { TokenRow } from '../token-row.js';
-import { type LockAnswer, toNumber } from './dialect.js';
+import { type LockAnswer, selectList, toNumber } from './dialect.js';
 import { ReturningDialect } from './returning-dialect.js';
 
 /** The types of the token columns, for parameters that have no context to take one from. */
@@ -28,14 +28,6 @@ const COLUMN_TYPES: Record<string, string> = {
 /** 64 bits of the token's hash: a collision only makes an unrelated copy retry later. */
 function advisoryKey(lockId: Buffer): string {
   return lockId.readBigInt64BE(0).toString();
-}
-
-function isRaw(value: unknown): value is Knex.Raw {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    (value as { isRawInstance?: unknown }).isRawInstance === true
-  );
 }
 
 export class PostgresDialect extends ReturningDialect {
@@ -61,25 +53,15 @@ export class PostgresDialect extends ReturningDialect {
     values: Record<string, unknown>,
   ): Promise<LockAnswer & { row?: TokenRow }> {
     const columns = Object.keys(values);
-    const bindings: Knex.RawBinding[] = [advisoryKey(lockId), table, ...columns];
-    const selected = columns.map((column) => {
-      const value = values[column];
-      if (isRaw(value)) {
-        const { sql, bindings: inner } = value.toSQL();
-        bindings.push(...inner);
-        return `(${sql})`;
-      }
-      bindings.push(value as Knex.RawBinding);
-      // Parameters of INSERT … SELECT have no type of their own: give each its column's.
-      return `?::${COLUMN_TYPES[column] ?? 'text'}`;
-    });
+    // Parameters of INSERT … SELECT have no type of their own: give each its column's.
+    const select = selectList(values, (column) => `::${COLUMN_TYPES[column] ?? 'text'}`);
     const result = await trx.raw(
       `with l as (select pg_try_advisory_xact_lock(?::bigint) as acquired, ${this.nowMs} as now_ms),
        ins as (insert into ?? (${columns.map(() => '??').join(', ')})
-               select ${selected.join(', ')} from l where l.acquired
+               select ${select.sql} from l where l.acquired
                on conflict (scope, key) do nothing returning *)
        select l.acquired as lock_acquired, l.now_ms as lock_now_ms, ins.* from l left join ins on true`,
-      bindings,
+      [advisoryKey(lockId), table, ...columns, ...select.bindings],
     );
     const { lock_acquired, lock_now_ms, ...row } = (
       result as { rows: ({ lock_acquired: boolean; lock_now_ms: unknown } & TokenRow)[] }
