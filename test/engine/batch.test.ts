@@ -9,10 +9,17 @@ import { injectable } from 'inversify';
 import { describe, expect, it } from 'vitest';
 import { harness, type Message, msg } from '../support/engine-harness.js';
 
+let keyCalls = 0;
+
 @injectable()
 class Batched {
   runs: string[] = [];
-  @Idempotent({ key: (m: Message) => m.keys })
+  @Idempotent({
+    key: (m: Message) => {
+      keyCalls++;
+      return m.keys;
+    },
+  })
   async onMessage(m: Message) {
     this.runs.push(m.keys[0] as string);
     if (m.keys[0] === 'FAIL') throw new Error('this one fails');
@@ -50,7 +57,9 @@ describe('the batch path', () => {
 
   it('the same key twice in one batch runs once; a failing entry fails alone; outcomes stay aligned', async () => {
     const { consumer, batch } = setup();
+    keyCalls = 0;
     const outcomes = await batch(['A', 'B', 'A', 'FAIL', 'C', 'B']);
+    expect(keyCalls).toBe(6); // the key function runs once per message
     expect(outcomes.map((o) => o.kind)).toEqual([
       'processed',
       'processed',

@@ -94,9 +94,14 @@ interface Call {
   handlerStarted: boolean;
   /** The cache was already read for this message (batch): its answer, a miss, or unreachable. */
   readonly prefetched: Prefetched;
+  /** The message's key, already resolved (batch), so the key function runs once per message. */
+  readonly key: KeyOutcome | undefined;
 }
 
 type Prefetched = CachedCompletion | 'miss' | 'bypassed' | undefined;
+
+/** What the key function made of a message: a token, no usable key, or a throw. */
+type KeyOutcome = { readonly token: TokenRef } | { readonly missing: string } | { readonly thrown: unknown };
 
 type Decided = Omit<Execution, 'handler' | 'scope' | 'attempt' | 'durationMs' | 'cacheBypassed'>;
 
@@ -137,7 +142,8 @@ export class IdempotencyHandler {
     deliveries: readonly unknown[] = [],
   ): Promise<Execution[]> {
     const plan = this.plan(target, self);
-    const tokens = messages.map((message) => this.tokenOf(plan, message));
+    const keys = messages.map((message) => this.resolveKey(plan, message));
+    const tokens = keys.map((key) => ('token' in key ? key.token : undefined));
     const distinct = new Map<string, TokenRef>();
     for (const token of tokens) if (token) distinct.set(tokenId(token), token);
     let cached: Map<string, CachedCompletion | undefined> | undefined;
@@ -163,7 +169,7 @@ export class IdempotencyHandler {
           // A hit answers every copy; after a miss, later copies look again (the first may have completed).
           const prefetched: Prefetched =
             cached === undefined ? 'bypassed' : hit ? hit : n === 0 ? 'miss' : undefined;
-          results[i] = await this.run(plan, self, messages[i], deliveries[i], prefetched);
+          results[i] = await this.run(plan, self, messages[i], deliveries[i], prefetched, keys[i]);
         }
       }),
     );
@@ -176,6 +182,7 @@ export class IdempotencyHandler {
     message: unknown,
     delivery: unknown,
     prefetched: Prefetched,
+    key?: KeyOutcome,
   ): Promise<Execution> {
     const info = isDeliveryInfo(delivery) ? delivery : undefined;
     const call: Call = {
@@ -188,6 +195,7 @@ export class IdempotencyHandler {
       cacheBypassed: prefetched === 'bypassed',
       handlerStarted: false,
       prefetched,
+      key,
     };
     const decided = await this.decide(call);
     const outcome: Execution = {
@@ -202,12 +210,12 @@ export class IdempotencyHandler {
     return outcome;
   }
 
-  private tokenOf(plan: MethodPlan, message: unknown): TokenRef | undefined {
+  private resolveKey(plan: MethodPlan, message: unknown): KeyOutcome {
     try {
       const key = canonicalKey(plan.options.key(message), plan.policy.maxKeyLength);
-      return 'key' in key ? { scope: plan.scope, key: key.key } : undefined;
-    } catch {
-      return undefined;
+      return 'key' in key ? { token: { scope: plan.scope, key: key.key } } : key;
+    } catch (thrown) {
+      return { thrown };
     }
   }
 
@@ -232,11 +240,9 @@ export class IdempotencyHandler {
 
   private async decide(call: Call): Promise<Decided> {
     const { plan, message } = call;
-    let key: ReturnType<typeof canonicalKey>;
-    try {
-      key = canonicalKey(plan.options.key(message), plan.policy.maxKeyLength);
-    } catch (error) {
-      return { kind: 'failed', unprotected: false, error: new KeyFunctionError(plan.scope, error) };
+    const key = call.key ?? this.resolveKey(plan, message);
+    if ('thrown' in key) {
+      return { kind: 'failed', unprotected: false, error: new KeyFunctionError(plan.scope, key.thrown) };
     }
     if ('missing' in key) {
       if (plan.policy.onMissingKey === 'process') return this.runUnprotected(call);
@@ -246,7 +252,7 @@ export class IdempotencyHandler {
         error: new MissingIdempotencyKeyError(plan.scope, key.missing),
       };
     }
-    const token: TokenRef = { scope: plan.scope, key: key.key };
+    const { token } = key;
 
     let print: string | undefined;
     try {
