@@ -7,7 +7,7 @@ import { inject } from 'inversify';
 import type { IdempotencyContext } from './context.js';
 import { IdempotencyNotConfiguredError, InvalidOptionError } from './errors.js';
 import type { HandlerMethod, IdempotencyHandler } from './idempotency-handler.js';
-import { HANDLER_PROPERTY, setHandlerMethod, setIdempotentOptions } from './metadata.js';
+import { HANDLER_PROPERTY, setHandlerMethod } from './metadata.js';
 import { type IdempotentOptions, validateIdempotentOptions } from './options.js';
 import { IDEMPOTENCY_HANDLER } from './tokens.js';
 
@@ -46,7 +46,6 @@ export function Idempotent<M>(options: IdempotentOptions<M>) {
     if (typeof original !== 'function') {
       throw new InvalidOptionError(`@Idempotent(${label})`, 'a method', original);
     }
-    setIdempotentOptions(ctor, method, options as IdempotentOptions<never>);
     if (!Reflect.hasOwnMetadata(ENGINE_INJECTED, ctor)) {
       // Property injection: every instance the container creates receives its engine here.
       inject(IDEMPOTENCY_HANDLER)(target, HANDLER_PROPERTY);

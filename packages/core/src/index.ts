@@ -58,7 +58,6 @@ export {
 } from './memory/memory-idempotency-store.js';
 export { NoIdempotencyCache } from './memory/no-idempotency-cache.js';
 export {
-  declaringClassOf,
   getHandlerMethod,
   getIdempotentMethods,
   getIdempotentOptions,

@@ -7,7 +7,6 @@ import type { HandlerMethod } from './idempotency-handler.js';
 import type { MessageListenerOptions } from './listener/message-listener.decorator.js';
 import type { IdempotentOptions } from './options.js';
 
-const IDEMPOTENT_METHODS = Symbol.for('idempotent-mq:idempotent-methods');
 const MESSAGE_LISTENER = Symbol.for('idempotent-mq:message-listener');
 const IDEMPOTENT_HANDLERS = Symbol.for('idempotent-mq:idempotent-handlers');
 
@@ -16,31 +15,24 @@ export const HANDLER_PROPERTY: unique symbol = Symbol.for('idempotent-mq:handler
 
 type Ctor = abstract new (...args: never[]) => unknown;
 
-/** Records `options` for `method` of the class `ctor` (own metadata; a base class is not touched). */
-export function setIdempotentOptions(
-  ctor: Ctor,
-  method: string | symbol,
-  options: IdempotentOptions<never>,
-): void {
-  const own = new Map(getIdempotentMethods(ctor));
-  own.set(method, options as IdempotentOptions<unknown>);
-  Reflect.defineMetadata(IDEMPOTENT_METHODS, own, ctor);
-}
-
-/** Records the undecorated method and its options, for callers that run it through the engine directly. */
+/**
+ * Records an `@Idempotent` method of `ctor`: its options, its declaring class and the undecorated
+ * function, for callers that run it through the engine directly. A copy of the inherited map becomes the
+ * class's own, so a base class is never touched and a subclass's declaration wins.
+ */
 export function setHandlerMethod(ctor: Ctor, target: HandlerMethod): void {
-  const own = new Map(
-    Reflect.getMetadata(IDEMPOTENT_HANDLERS, ctor) as Map<string | symbol, HandlerMethod> | undefined,
-  );
+  const own = new Map(handlerMethods(ctor));
   own.set(target.method, target);
   Reflect.defineMetadata(IDEMPOTENT_HANDLERS, own, ctor);
 }
 
 /** The `@Idempotent` method as the engine runs it (the nearest declaration up the class chain). */
 export function getHandlerMethod(ctor: Ctor, method: string | symbol): HandlerMethod | undefined {
-  return (
-    Reflect.getMetadata(IDEMPOTENT_HANDLERS, ctor) as Map<string | symbol, HandlerMethod> | undefined
-  )?.get(method);
+  return handlerMethods(ctor).get(method);
+}
+
+function handlerMethods(ctor: Ctor): ReadonlyMap<string | symbol, HandlerMethod> {
+  return (Reflect.getMetadata(IDEMPOTENT_HANDLERS, ctor) as Map<string | symbol, HandlerMethod>) ?? new Map();
 }
 
 /** The `@Idempotent` options of `method`, looking through base classes. */
@@ -48,28 +40,17 @@ export function getIdempotentOptions(
   ctor: Ctor,
   method: string | symbol,
 ): IdempotentOptions<unknown> | undefined {
-  return getIdempotentMethods(ctor).get(method) as IdempotentOptions<unknown> | undefined;
+  return handlerMethods(ctor).get(method)?.options as IdempotentOptions<unknown> | undefined;
 }
 
-/** Every `@Idempotent` method of the class, base classes included. */
+/** Every `@Idempotent` method of the class with its options, base classes included. */
 export function getIdempotentMethods(ctor: Ctor): ReadonlyMap<string | symbol, IdempotentOptions<unknown>> {
-  return (
-    (Reflect.getMetadata(IDEMPOTENT_METHODS, ctor) as Map<string | symbol, IdempotentOptions<unknown>>) ??
-    new Map()
+  return new Map(
+    [...handlerMethods(ctor)].map(([method, target]) => [
+      method,
+      target.options as IdempotentOptions<unknown>,
+    ]),
   );
-}
-
-/** The nearest class up the prototype chain that declares `method` as `@Idempotent`. */
-export function declaringClassOf(ctor: Ctor, method: string | symbol): Ctor | undefined {
-  for (
-    let c: Ctor | null = ctor;
-    c && c !== Function.prototype;
-    c = Object.getPrototypeOf(c) as Ctor | null
-  ) {
-    const own = Reflect.getOwnMetadata(IDEMPOTENT_METHODS, c) as Map<string | symbol, unknown> | undefined;
-    if (own?.has(method)) return c;
-  }
-  return undefined;
 }
 
 /**
