@@ -1,7 +1,7 @@
 /**
  * From what a key function returns to the stored key: canonical, collision-free, bounded in length.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { TokenRef } from './ports/idempotency-store.js';
 
 /** What a key function may return. An array (RocketMQ's `keys`) is joined canonically. */
@@ -63,7 +63,7 @@ const DIGEST_LENGTH = 43; // SHA-256 in base64url
 function bound(key: string, maxLength: number): string {
   // Cheap exit: UTF-16 length >= code points, so a short string is short in code points too.
   if (key.length <= maxLength || codePointLength(key) <= maxLength) return key;
-  const digest = createHash('sha256').update(key, 'utf8').digest('base64url');
+  const digest = hash('sha256', key, 'base64url');
   const room = maxLength - HASH_MARK.length - DIGEST_LENGTH;
   let prefix = '';
   if (room > 0) {

@@ -23,6 +23,19 @@ describe('canonical JSON and fingerprints', () => {
     }
   });
 
+  it('keeps the stored format: fingerprints already in stores stay comparable', () => {
+    // Computed by the first release; a change here turns every redelivery of an old message into a conflict.
+    expect(fingerprint({ amount: 100, currency: 'EUR' })).toBe('TzaxoJbieAZJbhrOMOJhTQ3Xy8ZclGL6O4VCUs-bO8c');
+    expect(fingerprint('abc')).toBe('zwu84rCDP0e0gVXFalSUWa8S8XJAiPAkbYN-wZnreHo');
+    expect(fingerprint(Buffer.from('abc'))).toBe('2PTJsWdzl2Y-DvPbRU2c5IkmsSQZntwSS_LZ-nvmf-Q');
+    expect(fingerprint([1, 'x', null, { b: [true], a: new Date(0) }])).toBe(
+      'qgbLnNwrWOoT7QZqNPTCWj7HKxR71U5eStgi-rjvFUY',
+    );
+    expect(fingerprint({ nested: { bytes: new Uint8Array([1, 2, 3]) } })).toBe(
+      'ci9K2EZtqG0Vu7Sgedo2W9euhWQf3vxbLHG0io8-HyA',
+    );
+  });
+
   it('a shared (non-cyclic) reference is fine', () => {
     const shared = { n: 1 };
     expect(canonicalJson({ a: shared, b: shared })).toBe('{"a":{"n":1},"b":{"n":1}}');

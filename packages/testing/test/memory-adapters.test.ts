@@ -23,6 +23,46 @@ describe('MemoryIdempotencyCache bounds', () => {
     expect(await cache.getMany(['a', 'b', 'c', 'd'].map(t))).toEqual([{}, undefined, {}, {}]);
   });
 
+  it('keeps LRU order across many reads and evictions, as a plain list model does', async () => {
+    const cache = new MemoryIdempotencyCache({ maxEntries: 100, clock: new FakeClock() });
+    const model: string[] = []; // least recent first
+    const touch = (key: string) => {
+      const at = model.indexOf(key);
+      if (at >= 0) model.splice(at, 1);
+      model.push(key);
+    };
+    const t = (key: string) => ({ scope: 's', key });
+    for (let i = 0; i < 1_000; i++) {
+      await cache.set(t(`k${i}`), {}, 60_000);
+      touch(`k${i}`);
+      if (model.length > 100) model.shift();
+      const again = `k${i - 50 + (i % 7)}`;
+      if ((await cache.get(t(again))) !== undefined) touch(again);
+      else expect(model).not.toContain(again);
+    }
+    expect(cache.size).toBe(100);
+    const keys = Array.from({ length: 1_000 }, (_, i) => `k${i}`);
+    const alive = (await cache.getMany(keys.map(t))).flatMap((v, i) => (v ? [keys[i]] : []));
+    expect(alive.sort()).toEqual([...model].sort());
+  });
+
+  it('evicts in constant time: a full cache keeps the speed it had while filling', async () => {
+    const cache = new MemoryIdempotencyCache({ maxEntries: 50_000 });
+    const lap = async (from: number) => {
+      const started = performance.now();
+      for (let i = from; i < from + 50_000; i++) {
+        await cache.set({ scope: 's', key: `k${i}` }, {}, 60_000);
+        await cache.get({ scope: 's', key: `k${i - 10}` });
+      }
+      return performance.now() - started;
+    };
+    const filling = await lap(0);
+    await lap(50_000);
+    const full = await lap(100_000);
+    expect(cache.size).toBe(50_000);
+    expect(full).toBeLessThan(4 * filling);
+  });
+
   it('rejects a maxEntries that is not a positive integer, by name', () => {
     expect(() => new MemoryIdempotencyCache({ maxEntries: 0 })).toThrow('"maxEntries"');
   });
@@ -46,5 +86,47 @@ describe('MemoryIdempotencyStore bounds', () => {
       'inProgress',
     ]);
     expect(() => new MemoryIdempotencyStore({ maxRecords: 0 })).toThrow('"maxRecords"');
+  });
+
+  it('skips records released or taken over since they completed, and evicts in completion order', async () => {
+    const clock = new FakeClock();
+    const store = new MemoryIdempotencyStore({ maxRecords: 3, clock });
+    const t = (key: string) => ({ scope: 's', key });
+    const done = async (key: string, ttlMs = 60_000) => {
+      await store.claim({ token: t(key), owner: key, leaseMs: 60_000 });
+      await store.complete({ token: t(key), owner: key, ttlMs });
+    };
+    await done('short', 1_000); // completes first, expires, is taken over: no longer completed
+    await done('a');
+    await clock.advance(2_000);
+    await store.claim({ token: t('short'), owner: 'again', leaseMs: 60_000 });
+    await done('b'); // 3 records: short (in progress), a, b
+    await done('c'); // evicts a, the oldest completed; the stale 'short' entry is skipped
+    expect((await store.getMany(['short', 'a', 'b', 'c'].map(t))).map((r) => r?.status)).toEqual([
+      'inProgress',
+      undefined,
+      'completed',
+      'completed',
+    ]);
+  });
+
+  it('evicts in constant time: a full store keeps the speed it had while filling', async () => {
+    // Scanning the Map from its start for the oldest completed record walked every hole that earlier
+    // evictions left: 50 000 tokens through a full 50 000 store took ~15× as long as filling it.
+    const store = new MemoryIdempotencyStore({ maxRecords: 50_000 });
+    const lap = async (from: number) => {
+      const started = performance.now();
+      for (let i = from; i < from + 50_000; i++) {
+        const token = { scope: 's', key: `k${i}` };
+        await store.claim({ token, owner: 'o', leaseMs: 60_000 });
+        await store.complete({ token, owner: 'o', ttlMs: 60_000 });
+      }
+      return performance.now() - started;
+    };
+    const filling = await lap(0);
+    await lap(50_000);
+    const full = await lap(100_000);
+    expect(store.size).toBe(50_000);
+    expect(full).toBeLessThan(4 * filling);
   });
 });

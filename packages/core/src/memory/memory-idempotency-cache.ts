@@ -20,6 +20,12 @@ interface Entry {
 export class MemoryIdempotencyCache implements IdempotencyCache {
   // A Map iterates in insertion order: re-inserting on read keeps the least recent first.
   private readonly entries = new Map<string, Entry>();
+  /**
+   * A live iterator over `entries`, at the least recent entry. A Map iterator skips deleted entries and
+   * sees appended ones, so every hole is walked once; `entries.keys().next()` from the start instead
+   * walks every hole that moves and evictions left at the front — O(n) per eviction.
+   */
+  private cursor: MapIterator<string> = this.entries.keys();
   private readonly maxEntries: number;
   private readonly clock: Clock;
 
@@ -47,14 +53,21 @@ export class MemoryIdempotencyCache implements IdempotencyCache {
     const id = tokenId(token);
     this.entries.delete(id);
     this.entries.set(id, { value, expiresAt: this.clock.now() + ttlMs });
-    while (this.entries.size > this.maxEntries) {
-      const oldest = this.entries.keys().next().value as string;
-      this.entries.delete(oldest);
-    }
+    while (this.entries.size > this.maxEntries) this.entries.delete(this.oldest());
   }
 
   async delete(token: TokenRef): Promise<void> {
     this.entries.delete(tokenId(token));
+  }
+
+  private oldest(): string {
+    let next = this.cursor.next();
+    if (next.done) {
+      // A finished iterator stays finished: start a new one (the map is non-empty here).
+      this.cursor = this.entries.keys();
+      next = this.cursor.next();
+    }
+    return next.value as string;
   }
 
   private read(token: TokenRef): CachedCompletion | undefined {

@@ -92,6 +92,13 @@ type MutableRecord = { -readonly [K in keyof IdempotencyRecord]: IdempotencyReco
 
 export class MemoryIdempotencyStore extends BaseIdempotencyStore<MemoryTransaction> {
   private readonly records = new Map<string, MutableRecord>();
+  /**
+   * Ids in the order their records completed, oldest first from `evictFrom`: eviction takes from the
+   * front in O(1). Scanning `records` from its start instead costs O(n) per eviction once deletions have
+   * left holes at the front of the Map.
+   */
+  private completedOrder: string[] = [];
+  private evictFrom = 0;
   private readonly clock: Clock;
   private readonly maxRecords: number;
 
@@ -175,6 +182,7 @@ export class MemoryIdempotencyStore extends BaseIdempotencyStore<MemoryTransacti
       record.result = request.result;
       record.completedAt = now;
       record.expiresAt = now + request.ttlMs;
+      this.noteCompleted(tokenId(request.token));
     };
     // Others keep seeing the claim in progress until the transaction commits.
     if (tx) tx.stage(apply);
@@ -215,13 +223,36 @@ export class MemoryIdempotencyStore extends BaseIdempotencyStore<MemoryTransacti
     return purged;
   }
 
-  /** Forgets the oldest completed record (a Map iterates in insertion order). */
+  /** Appends to `completedOrder`; rebuilds it when purges and releases have left it mostly stale. */
+  private noteCompleted(id: string): void {
+    this.completedOrder.push(id);
+    if (this.completedOrder.length - this.evictFrom <= 2 * this.records.size + 1024) return;
+    const live = new Set<string>();
+    for (let i = this.evictFrom; i < this.completedOrder.length; i++) {
+      const candidate = this.completedOrder[i] as string;
+      if (this.records.get(candidate)?.status === 'completed') live.add(candidate);
+    }
+    this.completedOrder = [...live];
+    this.evictFrom = 0;
+  }
+
+  /**
+   * Forgets the oldest completed record. An id in `completedOrder` whose record has since been released,
+   * purged or taken over (no longer completed) is skipped.
+   */
   private evictOldestCompleted(): void {
-    for (const [id, record] of this.records) {
-      if (record.status === 'completed') {
+    const order = this.completedOrder;
+    while (this.evictFrom < order.length) {
+      const id = order[this.evictFrom++] as string;
+      if (this.records.get(id)?.status === 'completed') {
         this.records.delete(id);
-        return;
+        break;
       }
+    }
+    // Drop the consumed front once it is half the array, so the array stays O(records).
+    if (this.evictFrom > 1024 && this.evictFrom * 2 > order.length) {
+      this.completedOrder = order.slice(this.evictFrom);
+      this.evictFrom = 0;
     }
   }
 
