@@ -254,6 +254,15 @@ export class IdempotencyHandler {
     }
     const { token } = key;
 
+    // The cache read goes out first: the fingerprint is computed while it travels. (readCache never rejects.)
+    const { prefetched } = call;
+    const reading =
+      prefetched === undefined
+        ? this.readCache(call, token)
+        : typeof prefetched === 'object'
+          ? prefetched
+          : undefined;
+
     let print: string | undefined;
     try {
       print = payloadFingerprint(plan.options, message);
@@ -267,13 +276,7 @@ export class IdempotencyHandler {
       };
     }
 
-    const { prefetched } = call;
-    const cached =
-      prefetched === undefined
-        ? await this.readCache(call, token)
-        : typeof prefetched === 'object'
-          ? prefetched
-          : undefined;
+    const cached = await reading;
     if (cached) return this.existing(call, token, print, 'cache', cached);
 
     try {

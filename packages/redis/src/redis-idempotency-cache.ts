@@ -2,6 +2,10 @@
  * The cache on Redis: step 1 of the recipe, shared by every consumer instance. It remembers completed
  * tokens only (the engine writes it after the store commits), answers a batch of one scope with one MGET,
  * and fails at once when the client is not connected so that the engine goes straight to the store.
+ *
+ * Under concurrency, the reads issued within one tick of the event loop go out as one MGET, and the
+ * writes as one pipeline: a consumer handling 64 messages at once sends a few commands instead of 64
+ * separate writes to the socket, whose system calls are what bound throughput on a busy host.
  */
 import {
   type CachedCompletion,
@@ -51,11 +55,28 @@ export interface RedisIdempotencyCacheOptions {
   logger?: IdempotencyLogger;
 }
 
+/** A read or write waiting for the end of the tick, to go out with the others of its slot. */
+interface Pending<T> {
+  readonly key: string;
+  readonly scope: string;
+  readonly resolve: (value: T) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+interface PendingWrite extends Pending<void> {
+  readonly value: string;
+  readonly ttlMs: number;
+}
+
 export class RedisIdempotencyCache implements IdempotencyCache {
   /** Where each token is kept; exposed for operators and tests. */
   readonly layout: RedisKeyLayout;
   private readonly timeoutMs: number;
   private readonly onInvalidValue: (event: InvalidCacheValue) => void;
+  /** Reads waiting for the end of the tick, and commands of reads sent but not answered yet. */
+  private reads: Pending<string | null>[] | undefined;
+  private readsInFlight = 0;
+  private writes: PendingWrite[] | undefined;
 
   constructor(
     private readonly client: RedisClient,
@@ -78,8 +99,18 @@ export class RedisIdempotencyCache implements IdempotencyCache {
   }
 
   async get(token: TokenRef): Promise<CachedCompletion | undefined> {
+    this.assertReady();
     const key = this.layout.key('cache', token);
-    const text = await this.call(() => this.client.get(key));
+    const text = await new Promise<string | null>((resolve, reject) => {
+      const read = { key, scope: token.scope, resolve, reject };
+      // Nothing else on the way: no one to wait for, send now (the caller may compute while it travels).
+      if (this.readsInFlight === 0 && !this.reads) return this.sendReads([read]);
+      if (!this.reads) {
+        this.reads = [];
+        process.nextTick(() => this.flushReads());
+      }
+      this.reads.push(read);
+    });
     return this.decode(token, key, text);
   }
 
@@ -104,8 +135,16 @@ export class RedisIdempotencyCache implements IdempotencyCache {
 
   async set(token: TokenRef, value: CachedCompletion, ttlMs: number): Promise<void> {
     if (!Number.isFinite(ttlMs) || ttlMs < 1) return;
+    this.assertReady();
     const key = this.layout.key('cache', token);
-    await this.call(() => this.client.set(key, encodeCacheValue(value), 'PX', Math.ceil(ttlMs)));
+    const text = encodeCacheValue(value);
+    await new Promise<void>((resolve, reject) => {
+      if (!this.writes) {
+        this.writes = [];
+        process.nextTick(() => this.flushWrites());
+      }
+      this.writes.push({ key, scope: token.scope, value: text, ttlMs: Math.ceil(ttlMs), resolve, reject });
+    });
   }
 
   async delete(token: TokenRef): Promise<void> {
@@ -121,26 +160,105 @@ export class RedisIdempotencyCache implements IdempotencyCache {
     return undefined;
   }
 
+  /** This tick's reads: one MGET per slot (one in all on a single node), a plain GET when alone. */
+  private flushReads(): void {
+    const reads = this.reads as Pending<string | null>[];
+    this.reads = undefined;
+    this.sendReads(reads);
+  }
+
+  private sendReads(reads: Pending<string | null>[]): void {
+    for (const group of this.bySlot(reads)) {
+      this.readsInFlight++;
+      const only = group.length === 1 ? group[0] : undefined;
+      const texts: Promise<(string | null)[]> = only
+        ? this.client.get(only.key).then((text) => [text])
+        : this.client.mget(...group.map((read) => read.key));
+      this.bounded(texts).then(
+        (found) => {
+          this.readsInFlight--;
+          for (const [i, read] of group.entries()) read.resolve(found[i] ?? null);
+        },
+        (error: unknown) => {
+          this.readsInFlight--;
+          for (const read of group) read.reject(error);
+        },
+      );
+    }
+  }
+
+  /** This tick's writes: one pipeline per slot, a plain SET when alone. */
+  private flushWrites(): void {
+    const writes = this.writes as PendingWrite[];
+    this.writes = undefined;
+    for (const group of this.bySlot(writes)) {
+      const only = group.length === 1 ? group[0] : undefined;
+      // Each write's own error (a pipeline answers each command with its error or reply), or null.
+      const errors: Promise<(Error | null)[]> = only
+        ? this.client.set(only.key, only.value, 'PX', only.ttlMs).then(() => [null])
+        : group
+            .reduce((pipeline, w) => pipeline.set(w.key, w.value, 'PX', w.ttlMs), this.client.pipeline())
+            .exec()
+            .then((replies) => group.map((_, i) => replies?.[i]?.[0] ?? null));
+      this.bounded(errors).then(
+        (failed) => {
+          for (const [i, write] of group.entries()) {
+            const error = failed[i];
+            if (error) write.reject(error);
+            else write.resolve();
+          }
+        },
+        (error: unknown) => {
+          for (const write of group) write.reject(error);
+        },
+      );
+    }
+  }
+
+  /** On a single node, everything together; on a cluster, by scope (a scope's keys share one slot). */
+  private bySlot<T extends { readonly scope: string }>(items: T[]): T[][] {
+    if (!this.client.isCluster || items.length === 1) return [items];
+    const groups = new Map<string, T[]>();
+    for (const item of items) {
+      const group = groups.get(item.scope);
+      if (group) group.push(item);
+      else groups.set(item.scope, [item]);
+    }
+    return [...groups.values()];
+  }
+
   /**
    * Fails at once unless the client is connected: ioredis would otherwise queue the command until it
    * reconnects, and a cache that waits is worse than none.
    */
-  private async call<T>(command: () => Promise<T>): Promise<T> {
+  private assertReady(): void {
     const { status } = this.client;
-    if (status !== 'ready') {
-      // A lazyConnect client connects on its first command, and we send none until it is connected.
-      if (status === 'wait') this.client.connect().catch(() => {});
-      throw new RedisNotReadyError(status);
-    }
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new RedisTimeoutError(this.timeoutMs)), this.timeoutMs);
+    if (status === 'ready') return;
+    // A lazyConnect client connects on its first command, and we send none until it is connected.
+    if (status === 'wait') this.client.connect().catch(() => {});
+    throw new RedisNotReadyError(status);
+  }
+
+  private async call<T>(command: () => Promise<T>): Promise<T> {
+    this.assertReady();
+    return this.bounded(command());
+  }
+
+  /** `promise`, or a {@link RedisTimeoutError} after `timeoutMs`. One timer per command sent. */
+  private bounded<T>(promise: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new RedisTimeoutError(this.timeoutMs)), this.timeoutMs);
       timer.unref();
+      promise.then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      );
     });
-    try {
-      return await Promise.race([command(), timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 }

@@ -57,4 +57,16 @@ describe('on a cluster', () => {
     const owners = await Promise.all(client.nodes('master').map(async (node) => (await node.dbsize()) > 0));
     expect(owners.filter(Boolean).length).toBeGreaterThan(1);
   });
+
+  it('reads and writes of one tick spanning scopes on different nodes: one command per slot, no CROSSSLOT', async () => {
+    const cache = new RedisIdempotencyCache(client, { keyPrefix: 'tick:' });
+    const scopes = Array.from({ length: 12 }, (_, i) => `tick-${i}-${Date.now()}`);
+    const tokens = scopes.flatMap((scope) => [0, 1, 2].map((n) => ({ scope, key: `K${n}` })));
+    // All writes in one tick, then all reads in one tick.
+    await Promise.all(tokens.map((token, i) => cache.set(token, { result: String(i) }, 60_000)));
+    const read = await Promise.all(
+      [...tokens, { scope: scopes[0] as string, key: 'MISSING' }].map((token) => cache.get(token)),
+    );
+    expect(read.map((v) => v?.result)).toEqual([...tokens.map((_, i) => String(i)), undefined]);
+  });
 });
