@@ -24,7 +24,8 @@ afterAll(async () => {
 async function commandCalls(): Promise<Record<string, number>> {
   const info = await client.info('commandstats');
   const calls: Record<string, number> = {};
-  for (const match of info.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)) calls[match[1] as string] = Number(match[2]);
+  for (const match of info.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm))
+    calls[match[1] as string] = Number(match[2]);
   return calls;
 }
 
