@@ -84,4 +84,39 @@ describe('the batch path', () => {
     ]);
     expect(consumer.runs).toEqual(['X', 'Y', 'Z']);
   });
+
+  it('copies the cache knows are decided per copy: duplicates, a changed payload, an unserialisable one', async () => {
+    const { h, consumer } = setup();
+    const engine = h.container.get(IDEMPOTENCY_HANDLER);
+    const target = getHandlerMethod(Batched, 'onMessage');
+    if (!target) throw new Error('no handler method recorded');
+    await engine.executeBatch(target, consumer, [msg('P', { amount: 1 }), msg('Q', { amount: 2 })]);
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    h.cache.faults.calls.clear();
+    const outcomes = await engine.executeBatch(target, consumer, [
+      msg('P', { amount: 1 }),
+      msg('P', { amount: 999 }), // same key, another payload
+      msg('Q', cyclic),
+      msg('Q', { amount: 2 }),
+      msg('P', { amount: 1 }),
+    ]);
+    expect(outcomes.map((o) => [o.kind, o.tier])).toEqual([
+      ['duplicate', 'cache'],
+      ['conflict', undefined],
+      ['failed', undefined],
+      ['duplicate', 'cache'],
+      ['duplicate', 'cache'],
+    ]);
+    expect(outcomes[2]?.error).toMatchObject({ code: 'PAYLOAD_NOT_SERIALIZABLE' });
+    // Each copy reported once (in the order they were decided).
+    expect(
+      h.outcomes
+        .slice(-5)
+        .map((o) => o.kind)
+        .sort(),
+    ).toEqual(outcomes.map((o) => o.kind).sort());
+    expect(h.cache.faults.calls.get('getMany')).toBe(1);
+    expect(consumer.runs.sort()).toEqual(['P', 'Q']);
+  });
 });

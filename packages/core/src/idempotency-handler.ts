@@ -159,20 +159,36 @@ export class IdempotencyHandler {
     const groups = new Map<string, number[]>();
     tokens.forEach((token, i) => {
       const id = token ? tokenId(token) : `#${i}`;
-      groups.set(id, [...(groups.get(id) ?? []), i]);
+      const group = groups.get(id);
+      if (group) group.push(i);
+      else groups.set(id, [i]);
     });
     const results = new Array<Execution>(messages.length);
-    await Promise.all(
-      [...groups].map(async ([id, indexes]) => {
-        const hit = cached?.get(id);
-        for (const [n, i] of indexes.entries()) {
-          // A hit answers every copy; after a miss, later copies look again (the first may have completed).
-          const prefetched: Prefetched =
-            cached === undefined ? 'bypassed' : hit ? hit : n === 0 ? 'miss' : undefined;
-          results[i] = await this.run(plan, self, messages[i], deliveries[i], prefetched, keys[i]);
+    const pending: Promise<void>[] = [];
+    for (const [id, indexes] of groups) {
+      const hit = cached?.get(id);
+      if (hit) {
+        // A hit answers every copy, with nothing left to wait for: decided here, without a promise each.
+        for (const i of indexes) {
+          const call = this.newCall(plan, self, messages[i], deliveries[i], hit, keys[i]);
+          results[i] = this.finish(
+            call,
+            this.decideFromCache(call, (keys[i] as { token: TokenRef }).token, hit),
+          );
         }
-      }),
-    );
+        continue;
+      }
+      pending.push(
+        (async () => {
+          for (const [n, i] of indexes.entries()) {
+            // After a miss, later copies look again (the first may have completed).
+            const prefetched: Prefetched = cached === undefined ? 'bypassed' : n === 0 ? 'miss' : undefined;
+            results[i] = await this.run(plan, self, messages[i], deliveries[i], prefetched, keys[i]);
+          }
+        })(),
+      );
+    }
+    await Promise.all(pending);
     return results;
   }
 
@@ -184,8 +200,20 @@ export class IdempotencyHandler {
     prefetched: Prefetched,
     key?: KeyOutcome,
   ): Promise<Execution> {
+    const call = this.newCall(plan, self, message, delivery, prefetched, key);
+    return this.finish(call, await this.decide(call));
+  }
+
+  private newCall(
+    plan: MethodPlan,
+    self: unknown,
+    message: unknown,
+    delivery: unknown,
+    prefetched: Prefetched,
+    key: KeyOutcome | undefined,
+  ): Call {
     const info = isDeliveryInfo(delivery) ? delivery : undefined;
-    const call: Call = {
+    return {
       plan,
       self,
       message,
@@ -197,10 +225,13 @@ export class IdempotencyHandler {
       prefetched,
       key,
     };
-    const decided = await this.decide(call);
+  }
+
+  /** The outcome of a decided call, reported to the listeners. */
+  private finish(call: Call, decided: Decided): Execution {
     const outcome: Execution = {
-      handler: plan.label,
-      scope: plan.scope,
+      handler: call.plan.label,
+      scope: call.plan.scope,
       attempt: call.attempt,
       cacheBypassed: call.cacheBypassed,
       durationMs: this.deps.clock.now() - call.started,
@@ -263,18 +294,8 @@ export class IdempotencyHandler {
           ? prefetched
           : undefined;
 
-    let print: string | undefined;
-    try {
-      print = payloadFingerprint(plan.options, message);
-    } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      return {
-        kind: 'failed',
-        token,
-        unprotected: false,
-        error: new PayloadNotSerializableError(plan.scope, reason),
-      };
-    }
+    const print = this.fingerprintOf(call, token);
+    if (typeof print === 'object') return print;
 
     const cached = await reading;
     if (cached) return this.existing(call, token, print, 'cache', cached);
@@ -305,6 +326,28 @@ export class IdempotencyHandler {
       }
       return { kind: 'failed', token, unprotected: false, error: failure };
     }
+  }
+
+  /** The payload's fingerprint, or the failure to report when it cannot be serialised. */
+  private fingerprintOf(call: Call, token: TokenRef): string | undefined | Decided {
+    try {
+      return payloadFingerprint(call.plan.options, call.message);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      return {
+        kind: 'failed',
+        token,
+        unprotected: false,
+        error: new PayloadNotSerializableError(call.plan.scope, reason),
+      };
+    }
+  }
+
+  /** A batch's copy whose token the cache knows: a duplicate (or a conflict), decided synchronously. */
+  private decideFromCache(call: Call, token: TokenRef, cached: CachedCompletion): Decided {
+    const print = this.fingerprintOf(call, token);
+    if (typeof print === 'object') return print;
+    return this.existing(call, token, print, 'cache', cached);
   }
 
   /** Claim, run, complete; inside the store's transaction when `tx` is given. */

@@ -11,7 +11,8 @@ local key = KEYS[1]
 local owner, lease_ms, stale_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
 
-local function claim(fence)
+-- `replace`: a record stands (expired) and its fields go first; a fresh key has none.
+local function claim(fence, replace)
   local fields = {
     'v', '1', 'st', 'i', 'ow', owner, 'fe', fmt(fence), 'le', fmt(now + lease_ms), 'ca', fmt(now),
     'sc', ARGV[6], 'k', ARGV[7],
@@ -20,7 +21,7 @@ local function claim(fence)
     fields[#fields + 1] = 'fp'
     fields[#fields + 1] = ARGV[5]
   end
-  redis.call('DEL', key)
+  if replace then redis.call('DEL', key) end
   redis.call('HSET', key, unpack(fields))
   -- The key outlives the lease so that a late copy takes the claim over (fence + 1) rather than
   -- claiming afresh; Redis drops an abandoned claim by itself afterwards.
@@ -30,14 +31,14 @@ end
 
 local rec, flat, problem = read_record(key)
 if problem then return {'corrupt', problem} end
-if rec == nil then return {'claimed', '0', claim(1)} end
+if rec == nil then return {'claimed', '0', claim(1, false)} end
 -- Owners are unique per claim, so this is our own claim sent again by the client after a reconnect
 -- (the first answer was lost): it is still ours.
 if rec.st == 'i' and rec.ow == owner then return {'claimed', '0', flat} end
 if rec.st == 'i' and tonumber(rec.le) <= now then
-  return {'claimed', '1', claim(tonumber(rec.fe) + 1)}
+  return {'claimed', '1', claim(tonumber(rec.fe) + 1, true)}
 end
 if rec.st == 'c' and tonumber(rec.ex) <= now then
-  return {'claimed', '0', claim(1)}
+  return {'claimed', '0', claim(1, true)}
 end
 return {'exists', '0', flat}

@@ -12,9 +12,13 @@ if rec ~= nil and rec.st == 'c' and rec.ow == ARGV[1] then return 1 end
 if not held_by(rec, ARGV[1]) then return 0 end
 local now = now_ms()
 local ttl_ms = tonumber(ARGV[2])
-redis.call('HDEL', key, 'le', 'rs')
-redis.call('HSET', key, 'st', 'c', 'co', fmt(now), 'ex', fmt(now + ttl_ms))
-if ARGV[4] == '1' then redis.call('HSET', key, 'rs', ARGV[5]) end
+if ARGV[4] == '1' then
+  redis.call('HDEL', key, 'le')
+  redis.call('HSET', key, 'st', 'c', 'co', fmt(now), 'ex', fmt(now + ttl_ms), 'rs', ARGV[5])
+else
+  redis.call('HDEL', key, 'le', 'rs')
+  redis.call('HSET', key, 'st', 'c', 'co', fmt(now), 'ex', fmt(now + ttl_ms))
+end
 -- Reads honour `ex` exactly; the key itself goes a little later, which leaves purgeExpired something to
 -- find and never lets a read see a record past its retention.
 redis.call('PEXPIRE', key, ttl_ms + tonumber(ARGV[3]))

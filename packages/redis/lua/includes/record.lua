@@ -16,11 +16,14 @@ end
 
 -- Returns rec (a field map), flat (HGETALL's answer) and problem: nil, nil, nil when the key is absent;
 -- nil, nil, reason when something under our key is not a record we wrote (it must never count as one).
+-- One HGETALL in the common case: an absent key answers an empty list; only a key of another type
+-- (WRONGTYPE) costs a TYPE, to say what it holds.
 local function read_record(key)
-  local kind = redis.call('TYPE', key).ok
-  if kind == 'none' then return nil, nil, nil end
-  if kind ~= 'hash' then return nil, nil, 'holds a ' .. kind .. ', not an idempotency record' end
-  local flat = redis.call('HGETALL', key)
+  local flat = redis.pcall('HGETALL', key)
+  if flat.err then
+    return nil, nil, 'holds a ' .. redis.call('TYPE', key).ok .. ', not an idempotency record'
+  end
+  if #flat == 0 then return nil, nil, nil end
   local rec = {}
   for i = 1, #flat, 2 do rec[flat[i]] = flat[i + 1] end
   if rec.v ~= '1' then return nil, nil, 'is not an idempotency record of format version 1' end
