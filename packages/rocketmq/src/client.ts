@@ -1,5 +1,6 @@
 /**
- * Thin subclasses of the rocketmq-client-nodejs 1.0.8 clients that work around what we measured:
+ * Thin subclasses of the rocketmq-client-nodejs 1.0.8 clients that work around what we measured (all but
+ * the first two are shared by both, through `closable`):
  * - `ack` checks the entry's status too (the client checks only the response's);
  * - dead-lettering goes through ForwardMessageToDeadLetterQueue, which the SimpleConsumer does not expose;
  * - `shutdown()` throws half-way when the proxy is down (its termination notice fails), leaving the
@@ -14,6 +15,7 @@
  */
 import { Duplex } from 'node:stream';
 import {
+  type BaseClient,
   FilterExpression,
   type MessageView,
   Producer,
@@ -33,35 +35,97 @@ type Endpoints = MessageView['endpoints'];
 type RouteEndpoints = Endpoints[];
 type TelemetryStream = ReturnType<SimpleConsumer['createTelemetryStream']>;
 
-export class TransportSimpleConsumer extends SimpleConsumer {
-  #skipTerminationNotice = false;
-  #closing: Promise<void> | undefined;
-
+/** What `closable` adds to a client, on top of the workaround overrides (see the header). */
+interface ClosableClient {
   /** True once `close()` was called: the client opens nothing any more. */
-  get closed(): boolean {
-    return this.#closing !== undefined;
-  }
-
+  readonly closed: boolean;
   /** Sends the settings again to every endpoint (see `startClient`: the first answer can be missed). */
-  resyncSettings(): void {
-    if (this.closed) return;
-    for (const endpoints of this.getTotalRouteEndpoints()) this.telemetry(endpoints, this.settingsCommand());
-  }
+  resyncSettings(): void;
+  /** Shuts down (once; later calls wait for the first); never throws, never leaves a timer or a stream behind. */
+  close(logger: RocketMQLogger): Promise<void>;
+}
 
-  override createTelemetryStream(endpoints: Endpoints): TelemetryStream {
-    return this.closed
-      ? inertTelemetryStream()
-      : guardTelemetryStream(super.createTelemetryStream(endpoints));
-  }
+/** The client class `Base` with the same constructor, its instances `ClosableClient`s too. */
+type ClosableClass<A extends unknown[], C> = new (...args: A) => C & ClosableClient;
 
-  protected override async updateRoutes(): Promise<void> {
-    await updateRoutesUnlessClosed(this, this.topicRouteCache, () => super.updateRoutes());
-  }
+/**
+ * Adds `ClosableClient` and the workaround overrides the base client calls to a rocketmq-client-nodejs
+ * client class. The declared return type keeps the class expression (its `#private` fields and
+ * `protected` overrides) out of declaration emit, which could not write it (TS4094).
+ */
+function closable<A extends unknown[], C extends BaseClient>(
+  Base: new (...args: A) => C,
+): ClosableClass<A, C> {
+  // Abstract only to the compiler, which sees BaseClient; at run time it extends the concrete `Base`.
+  abstract class Closable extends (Base as unknown as typeof BaseClient) implements ClosableClient {
+    #skipTerminationNotice = false;
+    #closing: Promise<void> | undefined;
 
-  protected override sleep(ms: number): Promise<void> {
-    return this.closed ? Promise.resolve() : super.sleep(ms);
-  }
+    get closed(): boolean {
+      return this.#closing !== undefined;
+    }
 
+    resyncSettings(): void {
+      if (this.closed) return;
+      for (const endpoints of this.getTotalRouteEndpoints()) {
+        this.telemetry(endpoints, this.settingsCommand());
+      }
+    }
+
+    override createTelemetryStream(endpoints: Endpoints): TelemetryStream {
+      return this.closed
+        ? inertTelemetryStream()
+        : guardTelemetryStream(super.createTelemetryStream(endpoints));
+    }
+
+    /**
+     * Route fetches of a closed client fail (and forget any route), so that a `startup()` still fetching
+     * when `close()` ran rejects instead of pushing its periodic timers after `shutdown()` cleared them.
+     */
+    protected override async updateRoutes(): Promise<void> {
+      this.#refuseIfClosed();
+      await super.updateRoutes();
+      this.#refuseIfClosed();
+    }
+
+    #refuseIfClosed(): void {
+      if (!this.closed) return;
+      this.topicRouteCache.clear();
+      throw new Error('the RocketMQ client is closed');
+    }
+
+    protected override sleep(ms: number): Promise<void> {
+      return this.closed ? Promise.resolve() : super.sleep(ms);
+    }
+
+    protected override getTotalRouteEndpoints(): RouteEndpoints {
+      return this.#skipTerminationNotice ? [] : super.getTotalRouteEndpoints();
+    }
+
+    close(logger: RocketMQLogger): Promise<void> {
+      this.#closing ??= this.#shutDown(logger);
+      return this.#closing;
+    }
+
+    async #shutDown(logger: RocketMQLogger): Promise<void> {
+      try {
+        await this.shutdown();
+      } catch (error) {
+        // The termination notice failed (the proxy is down) and shutdown stopped half-way: finish it without.
+        logger.warn(`RocketMQ client shutdown could not notify the proxy (${String(error)}); closing anyway`);
+        this.#skipTerminationNotice = true;
+        try {
+          await this.shutdown();
+        } catch (again) {
+          logger.error(`RocketMQ client shutdown failed: ${String(again)}`);
+        }
+      }
+    }
+  }
+  return Closable as unknown as ClosableClass<A, C>;
+}
+
+export class TransportSimpleConsumer extends closable(SimpleConsumer) {
   /** Acks one message and fails if the broker refused it, at the response or at the entry level. */
   async ackStrictly(view: MessageView): Promise<void> {
     const request = new pbService.AckMessageRequest()
@@ -93,61 +157,9 @@ export class TransportSimpleConsumer extends SimpleConsumer {
     )) as InstanceType<typeof pbService.ForwardMessageToDeadLetterQueueResponse>;
     StatusChecker.check(response.getStatus()?.toObject());
   }
-
-  protected override getTotalRouteEndpoints(): RouteEndpoints {
-    return this.#skipTerminationNotice ? [] : super.getTotalRouteEndpoints();
-  }
-
-  /** Shuts down (once; later calls wait for the first); never throws, never leaves a timer or a stream behind. */
-  close(logger: RocketMQLogger): Promise<void> {
-    this.#closing ??= closeClient(this, logger, (skip) => {
-      this.#skipTerminationNotice = skip;
-    });
-    return this.#closing;
-  }
 }
 
-export class TransportProducer extends Producer {
-  #skipTerminationNotice = false;
-  #closing: Promise<void> | undefined;
-
-  /** True once `close()` was called: the client opens nothing any more. */
-  get closed(): boolean {
-    return this.#closing !== undefined;
-  }
-
-  /** Sends the settings again to every endpoint (see `startClient`: the first answer can be missed). */
-  resyncSettings(): void {
-    if (this.closed) return;
-    for (const endpoints of this.getTotalRouteEndpoints()) this.telemetry(endpoints, this.settingsCommand());
-  }
-
-  override createTelemetryStream(endpoints: Endpoints): TelemetryStream {
-    return this.closed
-      ? inertTelemetryStream()
-      : guardTelemetryStream(super.createTelemetryStream(endpoints));
-  }
-
-  protected override async updateRoutes(): Promise<void> {
-    await updateRoutesUnlessClosed(this, this.topicRouteCache, () => super.updateRoutes());
-  }
-
-  protected override sleep(ms: number): Promise<void> {
-    return this.closed ? Promise.resolve() : super.sleep(ms);
-  }
-
-  protected override getTotalRouteEndpoints(): RouteEndpoints {
-    return this.#skipTerminationNotice ? [] : super.getTotalRouteEndpoints();
-  }
-
-  /** Shuts down (once; later calls wait for the first); never throws, never leaves a timer or a stream behind. */
-  close(logger: RocketMQLogger): Promise<void> {
-    this.#closing ??= closeClient(this, logger, (skip) => {
-      this.#skipTerminationNotice = skip;
-    });
-    return this.#closing;
-  }
-}
+export class TransportProducer extends closable(Producer) {}
 
 /**
  * The client's telemetry session drops every listener of its stream on release, then closes the channel;
@@ -186,43 +198,6 @@ function inertTelemetryStream(): TelemetryStream {
       callback();
     },
   }) as unknown as TelemetryStream;
-}
-
-/**
- * Route fetches of a closed client fail (and forget any route), so that a `startup()` still fetching
- * when `close()` ran rejects instead of pushing its periodic timers after `shutdown()` cleared them.
- */
-async function updateRoutesUnlessClosed(
-  client: { readonly closed: boolean },
-  routes: Map<string, unknown>,
-  update: () => Promise<void>,
-): Promise<void> {
-  const refuse = () => {
-    routes.clear();
-    throw new Error('the RocketMQ client is closed');
-  };
-  if (client.closed) refuse();
-  await update();
-  if (client.closed) refuse();
-}
-
-interface Closable {
-  shutdown(): Promise<void>;
-}
-
-async function closeClient(client: Closable, logger: RocketMQLogger, skipNotice: (skip: boolean) => void) {
-  try {
-    await client.shutdown();
-  } catch (error) {
-    // The termination notice failed (the proxy is down) and shutdown stopped half-way: finish it without.
-    logger.warn(`RocketMQ client shutdown could not notify the proxy (${String(error)}); closing anyway`);
-    skipNotice(true);
-    try {
-      await client.shutdown();
-    } catch (again) {
-      logger.error(`RocketMQ client shutdown failed: ${String(again)}`);
-    }
-  }
 }
 
 /** The client options rocketmq-client-nodejs takes, from ours. */

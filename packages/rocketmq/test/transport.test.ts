@@ -107,6 +107,8 @@ describe('RocketMQTransport over the real client', () => {
     await transport(settled).subscribe(spec);
     const { messageId } = await send('retries', 'R-1');
     await eventually('acked on the second delivery', () => broker.acked('g-retry').includes(messageId));
+    // The broker records the ack before it answers; the transport reports it once the answer arrives.
+    await eventually('the ack reported', () => settled.length === 2);
     expect(spec.received.map((m) => m.deliveryAttempt)).toEqual([1, 2]);
     expect(broker.invisibleChanges('g-retry')).toEqual([
       expect.objectContaining({ messageId, durationMs: 800 }),
@@ -128,6 +130,8 @@ describe('RocketMQTransport over the real client', () => {
     await transport(settled).subscribe(spec);
     const { messageId } = await send('dlq', 'D-1');
     await eventually('dead-lettered', () => broker.deadLetters('g-dlq').length === 1);
+    // The broker records the dead letter before it answers; the transport reports it once the answer arrives.
+    await eventually('the dead letter reported', () => settled.at(-1)?.action === 'deadLetter');
     const [dead] = broker.deadLetters('g-dlq');
     expect(dead).toMatchObject({ dlqTopic: '%DLQ%g-dlq', cause: 'forwarded', deliveryAttempt: 3 });
     expect(dead?.message.messageId).toBe(messageId);
