@@ -30,7 +30,16 @@ import {
   type ResolvedTableOptions,
   resolveTableOptions,
 } from './table-options.js';
-import { isExpired, STATUS_COMPLETED, STATUS_IN_PROGRESS, type TokenRow, toRecord } from './token-row.js';
+import {
+  claimTemplate,
+  isExpired,
+  type NewRow,
+  type RowTemplate,
+  STATUS_COMPLETED,
+  STATUS_IN_PROGRESS,
+  type TokenRow,
+  toRecord,
+} from './token-row.js';
 
 export interface KnexIdempotencyStoreOptions extends IdempotencyTableOptions, BaseIdempotencyStoreOptions {
   /**
@@ -71,6 +80,8 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
   private readonly opened = new WeakMap<Knex.Transaction, string[]>();
   /** Claims written completed at once inside their transaction (see `ClaimRequest.ttlMs`), by token and owner. */
   private readonly precompleted = new WeakMap<Knex.Transaction, Set<string>>();
+  /** The rows of new claims: in progress under a lease, and completed at once. */
+  private readonly templates: { readonly leased: RowTemplate; readonly completed: RowTemplate };
 
   constructor(
     private readonly knex: Knex,
@@ -81,6 +92,10 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
     this.dialect = dialectOf(knex);
     this.purgeBatchSize = batchSize('purgeBatchSize', options.purgeBatchSize ?? 1000);
     this.isolationLevel = options.isolationLevel;
+    this.templates = {
+      leased: claimTemplate(this.table.tableName, this.dialect.nowMs, false),
+      completed: claimTemplate(this.table.tableName, this.dialect.nowMs, true),
+    };
   }
 
   /** The dialect the store speaks: `postgresql`, `mysql` or `sqlite`. */
@@ -127,19 +142,23 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
     if (problem) throw new UnstorableTokenError(request.token, problem);
     return this.run('claim', request.token, async () => {
       if (tx && this.dialect.lockAndInsert) {
-        const answer = await this.dialect.lockAndInsert(
+        const attempt = await this.dialect.lockAndInsert(
           tx,
           this.lockId(request.token),
-          this.table.tableName,
-          this.newRow(tx, request, tx),
+          this.newRow(request, tx),
           this.opened.get(tx),
         );
-        if (!answer.acquired) return this.heldElsewhere(request.token, answer.nowMs, tx);
-        if (answer.row) {
+        if (attempt.row) {
           this.notePrecompleted(request, tx);
-          return { status: 'claimed', record: this.record(answer.row), takeover: false };
+          return { status: 'claimed', record: this.record(attempt.row), takeover: false };
         }
-        // A row stands (expired, or another's): the rest of the claim decides, under the lock.
+        const standing = attempt.standing?.row;
+        // A row that stands answers the claim, whoever holds the lock.
+        if (standing && !isExpired(standing, attempt.nowMs)) {
+          return { status: 'exists', record: this.record(standing) };
+        }
+        if (!attempt.acquired) return this.heldElsewhere(request.token, attempt.nowMs, tx, attempt.standing);
+        // The row is expired or gone (or unread): the rest of the claim decides, under the lock.
       } else if (tx) {
         const lock = await this.dialect.tryLock(tx, this.lockId(request.token), this.opened.get(tx));
         if (lock && !lock.acquired) return this.heldElsewhere(request.token, lock.nowMs, tx);
@@ -152,8 +171,7 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
     request: ClaimRequest,
     tx?: Knex.Transaction,
   ): Promise<IdempotencyRecord | undefined> {
-    const db = tx ?? this.knex;
-    const row = await this.dialect.insertIfAbsent(db, this.table.tableName, this.newRow(db, request, tx));
+    const row = await this.dialect.insertIfAbsent(tx ?? this.knex, this.newRow(request, tx));
     if (row) this.notePrecompleted(request, tx);
     return row && this.record(row);
   }
@@ -305,8 +323,8 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
   }
 
   /**
-   * The status columns of a new claim: in progress under a lease or, when the claim is made inside the
-   * transaction that will complete it, completed at once (nobody sees it before the commit).
+   * The status columns of a claim that takes over a row: in progress under a lease or, when the claim is
+   * made inside the transaction that will complete it, completed at once (nobody sees it before the commit).
    */
   private claimState(
     db: Db,
@@ -329,17 +347,18 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
     };
   }
 
-  /** The row of a fresh claim. */
-  private newRow(db: Db, request: ClaimRequest, tx: Knex.Transaction | undefined): Record<string, unknown> {
+  /** The row of a fresh claim, in the same two states as {@link claimState}. */
+  private newRow(request: ClaimRequest, tx: Knex.Transaction | undefined): NewRow {
+    const scope = this.dialect.bindText(request.token.scope);
+    const key = this.dialect.bindText(request.token.key);
+    // A retention counts only inside the transaction that will complete the claim: written completed at once.
+    const retention = tx === undefined ? undefined : request.ttlMs;
     return {
-      scope: this.dialect.bindText(request.token.scope),
-      key: this.dialect.bindText(request.token.key),
+      template: retention === undefined ? this.templates.leased : this.templates.completed,
+      bindings: [scope, key, request.owner, request.fingerprint ?? null, retention ?? request.leaseMs],
+      scope,
+      key,
       owner: request.owner,
-      fence: 1,
-      fingerprint: request.fingerprint ?? null,
-      result: null,
-      created_at: db.raw(this.dialect.nowMs),
-      ...this.claimState(db, request, tx),
     };
   }
 
@@ -358,12 +377,16 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
   /**
    * Another open transaction holds the token's lock: it is claiming or running this token now. The
    * answer is its committed row if that still stands (a completed record, a live lease), else a stand-in
-   * claim in progress (owner '', fence 0), since the other claim is not visible before it commits.
+   * claim in progress (owner '', fence 0), since the other claim is not visible before it commits. `read`
+   * is that row when the dialect has already read it.
    */
-  private async heldElsewhere(token: TokenRef, nowMs: number, tx: Knex.Transaction): Promise<ClaimResult> {
-    // A plain read: a locking one would wait on the very transaction that holds the token.
-    const rows: TokenRow[] = await tx(this.table.tableName).select('*').where(this.tokenWhere(token));
-    const row = rows[0];
+  private async heldElsewhere(
+    token: TokenRef,
+    nowMs: number,
+    tx: Knex.Transaction,
+    read?: { readonly row: TokenRow | undefined },
+  ): Promise<ClaimResult> {
+    const row = read ? read.row : await this.committedRow(token, tx);
     if (row && !isExpired(row, nowMs)) return { status: 'exists', record: this.record(row) };
     return {
       status: 'exists',
@@ -376,6 +399,12 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
         createdAt: nowMs,
       },
     };
+  }
+
+  /** A plain read: a locking one would wait on the very transaction that holds the token. */
+  private async committedRow(token: TokenRef, tx: Knex.Transaction): Promise<TokenRow | undefined> {
+    const rows: TokenRow[] = await tx(this.table.tableName).select('*').where(this.tokenWhere(token));
+    return rows[0];
   }
 
   private tokenWhere(token: TokenRef): Record<string, string | Buffer> {

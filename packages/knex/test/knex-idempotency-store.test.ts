@@ -19,7 +19,14 @@ import {
   KnexIdempotencyStore,
   UnstorableTokenError,
 } from '../src/index.js';
-import { DIALECTS, openDatabase, sleep, type TestDatabase, uniqueTable } from './support/databases.js';
+import {
+  DIALECTS,
+  expectLockFree,
+  openDatabase,
+  sleep,
+  type TestDatabase,
+  uniqueTable,
+} from './support/databases.js';
 
 interface Row {
   scope: unknown;
@@ -78,6 +85,31 @@ for (const dialect of DIALECTS) {
     const freshScope = () => {
       scope = `store-${randomUUID()}`;
     };
+
+    /** Runs `work` in a store transaction that stays open, its answer known, until `end()`. */
+    const openTransaction = async <T>(work: (trx: Knex.Transaction) => Promise<T>) => {
+      let end!: () => void;
+      const ended = new Promise<void>((resolve) => {
+        end = resolve;
+      });
+      let answered!: (value: T) => void;
+      const answer = new Promise<T>((resolve) => {
+        answered = resolve;
+      });
+      const finished = store.transaction(async (trx) => {
+        answered(await work(trx));
+        await ended;
+      });
+      const early = finished.then(() => Promise.reject(new Error('the transaction ended early')));
+      return {
+        answer: await Promise.race([answer, early]),
+        end: async () => {
+          end();
+          await finished;
+        },
+      };
+    };
+    const expectNoLockLeft = (t: TokenRef) => expectLockFree(db, tableName, t);
 
     it('a claim, its completion and a takeover are written to the table as the record says', async () => {
       freshScope();
@@ -275,6 +307,7 @@ for (const dialect of DIALECTS) {
         // The lock ends with the first transaction: a third copy now sees the completed record.
         const third = await store.transaction((trx) => claim('TWIN', 'third', trx));
         expect(third).toMatchObject({ status: 'exists', record: { status: 'completed', owner: 'first' } });
+        await expectNoLockLeft(token('TWIN'));
       });
 
       it('a copy meeting an open takeover is told "in progress" at once and never sees the dead owner as live', async () => {
@@ -305,7 +338,53 @@ for (const dialect of DIALECTS) {
         expect(answer).toMatchObject({ status: 'exists', record: { status: 'inProgress', owner: '' } });
         expect(await rows()).toMatchObject([{ status: 'completed', owner: 'heir' }]);
         expect(Number((await rows())[0]?.fence)).toBe(2);
+        await expectNoLockLeft(token('ORPHAN'));
       });
+
+      it('a copy told "in progress" keeps its transaction: its writes before and after the answer commit', async () => {
+        freshScope();
+        const first = await openTransaction((trx) => claim('USABLE', 'first', trx));
+        expect(first.answer.status).toBe('claimed');
+        const ref = randomUUID();
+        const started = performance.now();
+        // On MariaDB the second copy's insert fails at once on the first copy's row (1205): only that
+        // statement is undone, and the transaction goes on.
+        const answer = await store.transaction(async (trx) => {
+          await trx(businessTable).insert({ ref: `${ref}-before` });
+          const told = await claim('USABLE', 'second', trx);
+          await trx(businessTable).insert({ ref: `${ref}-after` });
+          return told;
+        });
+        expect(performance.now() - started).toBeLessThan(500);
+        await first.end();
+        expect(answer).toMatchObject({ status: 'exists', record: { status: 'inProgress', owner: '' } });
+        const written = await knex(businessTable).whereIn('ref', [`${ref}-before`, `${ref}-after`]);
+        expect(written.map((r: { ref: string }) => r.ref).sort()).toEqual([`${ref}-after`, `${ref}-before`]);
+        expect(await rows()).toMatchObject([{ owner: 'first' }]);
+        await expectNoLockLeft(token('USABLE'));
+      });
+
+      for (const neighbour of ['a copy that found it completed', 'an open takeover'] as const) {
+        it(`a claim next to a row locked by ${neighbour} is claimed, not told "in progress"`, async () => {
+          freshScope();
+          // InnoDB (REPEATABLE READ) also locks the gap before the row, where GAP-4 goes: the insert that
+          // meets that lock is not a copy of GAP-4 in flight.
+          if (neighbour === 'an open takeover') {
+            await claim('GAP-5', 'dead-worker', undefined, 100);
+            await sleep(150);
+          } else {
+            await claim('GAP-5', 'o');
+            await store.complete({ token: token('GAP-5'), owner: 'o', ttlMs: 60_000 });
+          }
+          const other = await openTransaction((trx) => claim('GAP-5', 'other', trx));
+          expect(other.answer.status).toBe(neighbour === 'an open takeover' ? 'claimed' : 'exists');
+          const beside = store.transaction((trx) => claim('GAP-4', 'beside', trx));
+          await sleep(100);
+          await other.end();
+          expect(await beside).toMatchObject({ status: 'claimed', record: { owner: 'beside' } });
+          await expectNoLockLeft(token('GAP-4'));
+        });
+      }
     }
 
     it('renew inside the transaction answers for the owner only', async () => {

@@ -5,7 +5,7 @@
  */
 import type { Knex } from 'knex';
 import type { ResolvedTableOptions } from '../table-options.js';
-import type { TokenRow } from '../token-row.js';
+import type { NewRow, RowTemplate, TokenRow } from '../token-row.js';
 
 /** The user's knex or one of its transactions: both build queries the same way. */
 export type Db = Knex | Knex.Transaction;
@@ -16,6 +16,17 @@ export interface LockAnswer {
   readonly acquired: boolean;
   /** The database's time when asked, in epoch ms. */
   readonly nowMs: number;
+}
+
+/** The answer of {@link Dialect.lockAndInsert}. */
+export interface ClaimAttempt extends LockAnswer {
+  /** The row inserted: the token is claimed. */
+  readonly row?: TokenRow;
+  /**
+   * The token's row as the dialect read it after the insert found the token taken (`row` undefined: no
+   * committed row), when it read it; the store then needs no read of its own.
+   */
+  readonly standing?: { readonly row: TokenRow | undefined };
 }
 
 export interface Dialect {
@@ -33,7 +44,7 @@ export interface Dialect {
   /** A scope or key as read back from its column. */
   readText(value: unknown): string;
   /** Inserts the row unless one holds its (scope, key); the inserted row, or undefined. Never raises on a duplicate. */
-  insertIfAbsent(db: Db, table: string, values: Record<string, unknown>): Promise<TokenRow | undefined>;
+  insertIfAbsent(db: Db, row: NewRow): Promise<TokenRow | undefined>;
   /**
    * Runs a conditional update of one token row; the row as updated, or undefined when the condition
    * held no row. `reread` selects the row by its new owner where the dialect cannot return it.
@@ -46,16 +57,16 @@ export interface Dialect {
    */
   tryLock(trx: Knex.Transaction, lockId: Buffer, held: string[] | undefined): Promise<LockAnswer | undefined>;
   /**
-   * Where the dialect can, {@link Dialect.tryLock} and {@link Dialect.insertIfAbsent} in one statement:
-   * the insert runs only if the lock was acquired. One round trip fewer per transactional claim.
+   * A transactional claim's first step where the dialect has a cheaper one than {@link Dialect.tryLock}
+   * then {@link Dialect.insertIfAbsent}: the row inserted (a first-time claim costs one statement), or
+   * whether another open transaction holds the token, with the row that stands where the dialect read it.
    */
   lockAndInsert?(
     trx: Knex.Transaction,
     lockId: Buffer,
-    table: string,
-    values: Record<string, unknown>,
+    row: NewRow,
     held: string[] | undefined,
-  ): Promise<LockAnswer & { readonly row?: TokenRow }>;
+  ): Promise<ClaimAttempt>;
   /** Releases the session locks `tryLock` took in `trx` (MySQL); nothing elsewhere. */
   releaseLocks(trx: Knex.Transaction, held: readonly string[]): Promise<void>;
   isMissingTable(error: unknown): boolean;
@@ -63,37 +74,34 @@ export interface Dialect {
   defineColumns(table: Knex.CreateTableBuilder, options: ResolvedTableOptions): void;
 }
 
-/** Reads a numeric column or expression that a driver may return as a string or a bigint. */
-/** A knex `raw()` value (an SQL expression) rather than a plain binding. */
-export function isRaw(value: unknown): value is Knex.Raw {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    (value as { isRawInstance?: unknown }).isRawInstance === true
-  );
+/** An identifier (a table name may be schema-qualified) quoted as knex quotes it for this database. */
+export function quoted(db: Db, name: string): string {
+  return db.raw('??', [name]).toQuery();
+}
+
+/** `table (column, …)` of a row template, quoted: what follows `INSERT INTO`. */
+export function intoColumns(db: Db, template: RowTemplate): string {
+  return `${quoted(db, template.table)} (${template.columns.map((c) => quoted(db, c)).join(', ')})`;
 }
 
 /**
- * `INSERT … SELECT` of one row of `values`: the select list (a plain binding as `?` — cast with
- * `castOf(column)` where given — or a raw expression inlined) and its bindings, in order.
+ * The statement `build` makes for `template`, made at its first use and kept: it depends on nothing else,
+ * and templates live as long as their store.
  */
-export function selectList(
-  values: Record<string, unknown>,
-  castOf: (column: string) => string = () => '',
-): { sql: string; bindings: Knex.RawBinding[] } {
-  const bindings: Knex.RawBinding[] = [];
-  const parts = Object.entries(values).map(([column, value]) => {
-    if (isRaw(value)) {
-      const compiled = value.toSQL();
-      bindings.push(...(compiled.bindings as Knex.RawBinding[]));
-      return `(${compiled.sql})`;
-    }
-    bindings.push(value as Knex.RawBinding);
-    return `?${castOf(column)}`;
-  });
-  return { sql: parts.join(', '), bindings };
+export function builtOnce(
+  cache: WeakMap<RowTemplate, string>,
+  template: RowTemplate,
+  build: () => string,
+): string {
+  let sql = cache.get(template);
+  if (sql === undefined) {
+    sql = build();
+    cache.set(template, sql);
+  }
+  return sql;
 }
 
+/** Reads a numeric column or expression that a driver may return as a string or a bigint. */
 export function toNumber(value: unknown): number {
   return typeof value === 'number' ? value : Number(value);
 }

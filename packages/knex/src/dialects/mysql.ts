@@ -2,22 +2,45 @@
  * MySQL and MariaDB (InnoDB). `INSERT IGNORE` tells a duplicate by `affectedRows` (knex's own insert
  * result does not), and it is safe here only because the store refuses, before any SQL, values that
  * IGNORE would otherwise truncate. A second transactional copy would wait on the first one's row for
- * `innodb_lock_wait_timeout` (50 s by default); `GET_LOCK(name, 0)` answers it at once instead. That lock
- * belongs to the session, so the store releases it before the transaction ends.
+ * `innodb_lock_wait_timeout` (50 s by default). On MariaDB 10.5+ the claim's insert runs with that timeout
+ * at 0 instead, so a row another open transaction holds fails the statement at once; elsewhere
+ * `GET_LOCK(name, 0)` answers the copy at once. That lock belongs to the session, so the store releases it
+ * before the transaction ends.
  */
 import type { Knex } from 'knex';
 import type { ResolvedTableOptions } from '../table-options.js';
-import type { TokenRow } from '../token-row.js';
-import { type Db, type Dialect, type LockAnswer, selectList, toNumber } from './dialect.js';
+import { isExpired, type NewRow, type RowTemplate, type TokenRow } from '../token-row.js';
+import {
+  builtOnce,
+  type ClaimAttempt,
+  type Db,
+  type Dialect,
+  intoColumns,
+  type LockAnswer,
+  quoted,
+  toNumber,
+} from './dialect.js';
 
 /** Lock names are server-wide and at most 64 characters. */
 function lockName(lockId: Buffer): string {
   return `idempotent-mq:${lockId.toString('base64url')}`;
 }
 
+/** ER_LOCK_WAIT_TIMEOUT: with a timeout of 0, "another transaction holds a lock this statement needs". */
+function isLockWaitTimeout(error: unknown): boolean {
+  const e = error as { code?: unknown; errno?: unknown } | null;
+  return e?.errno === 1205 || e?.code === 'ER_LOCK_WAIT_TIMEOUT';
+}
+
+type StandingRead = { lock_now_ms: unknown } & TokenRow;
+
 export class MysqlDialect implements Dialect {
   readonly name = 'mysql';
-  #returning: Promise<boolean> | undefined;
+  #withoutWaiting: Promise<boolean> | undefined;
+  readonly #insert = new WeakMap<RowTemplate, string>();
+  readonly #noWaitInsert = new WeakMap<RowTemplate, string>();
+  readonly #lockingRead = new WeakMap<RowTemplate, string>();
+  readonly #plainRead = new WeakMap<RowTemplate, string>();
   // UTC_TIMESTAMP, not NOW(): independent of the session's time zone and its daylight-saving jumps.
   readonly nowMs = "(timestampdiff(microsecond, '1970-01-01 00:00:00', utc_timestamp(3)) div 1000)";
   // REPEATABLE READ snapshots may predate a commit that INSERT IGNORE already saw: read with a lock.
@@ -32,17 +55,17 @@ export class MysqlDialect implements Dialect {
     return Buffer.isBuffer(value) ? value.toString('utf8') : String(value);
   }
 
-  async insertIfAbsent(
-    db: Db,
-    table: string,
-    values: Record<string, unknown>,
-  ): Promise<TokenRow | undefined> {
-    const { sql, bindings } = db(table).insert(values).onConflict(['scope', 'key']).ignore().toSQL();
-    const [header] = (await db.raw(sql, bindings)) as [{ affectedRows: number }];
+  async insertIfAbsent(db: Db, row: NewRow): Promise<TokenRow | undefined> {
+    const sql = builtOnce(
+      this.#insert,
+      row.template,
+      () => `insert ignore into ${intoColumns(db, row.template)} values (${row.template.values.join(', ')})`,
+    );
+    const [header] = (await db.raw(sql, row.bindings as Knex.RawBinding[])) as [{ affectedRows: number }];
     if (header.affectedRows !== 1) return undefined;
-    const rows: TokenRow[] = await db(table)
+    const rows: TokenRow[] = await db(row.template.table)
       .select('*')
-      .where({ scope: values.scope, key: values.key, owner: values.owner });
+      .where({ scope: row.scope, key: row.key, owner: row.owner });
     return rows[0];
   }
 
@@ -57,54 +80,121 @@ export class MysqlDialect implements Dialect {
   }
 
   /**
-   * On MariaDB 10.5 and later, `GET_LOCK` and `INSERT IGNORE … RETURNING` in one statement: the insert
-   * runs only if the lock was acquired, and returns the row (no read-back). Elsewhere (MySQL, a
-   * transaction the store did not open), the lock and the insert one after the other.
+   * On MariaDB 10.5+, `SET STATEMENT innodb_lock_wait_timeout=0 FOR INSERT IGNORE … RETURNING *`: a
+   * first-time claim is one statement and takes no named lock, so nothing is left to release before the
+   * commit. A row that another open transaction holds (its uncommitted claim, takeover or delete) fails
+   * the insert at once with 1205, and MariaDB undoes only that statement: the transaction goes on.
+   * Elsewhere (MySQL has no `SET STATEMENT` nor `RETURNING`; a server with `innodb_rollback_on_timeout`
+   * would undo the whole transaction; a transaction the store did not open), `GET_LOCK` then the insert.
    */
   async lockAndInsert(
     trx: Knex.Transaction,
     lockId: Buffer,
-    table: string,
-    values: Record<string, unknown>,
+    row: NewRow,
     held: string[] | undefined,
-  ): Promise<LockAnswer & { row?: TokenRow }> {
-    if (!held || !(await this.insertReturns(trx))) {
-      const lock = await this.tryLock(trx, lockId, held);
-      if (lock && !lock.acquired) return lock;
-      return { acquired: true, nowMs: lock?.nowMs ?? 0, row: await this.insertIfAbsent(trx, table, values) };
+  ): Promise<ClaimAttempt> {
+    if (!held || !(await this.insertsWithoutWaiting(trx))) return this.lockThenInsert(trx, lockId, row, held);
+    const claimed = await this.insertWithoutWaiting(trx, row);
+    if (claimed) return { acquired: true, nowMs: toNumber(claimed.created_at), row: claimed };
+    // A row stands, or the insert met a lock. A locking read that does not wait tells which: it fails only
+    // if another transaction holds this token's row. A lock of a neighbouring key also fails the insert
+    // (under REPEATABLE READ, InnoDB locks the gap before each row a statement reads or finds duplicate)
+    // but lets this read through, and so does a row another copy has only read.
+    const read = await this.readWithoutWaiting(trx, row);
+    if (!read) {
+      const committed = await this.readRow(trx, row, false);
+      return { acquired: false, nowMs: committed.nowMs, standing: { row: committed.row } };
     }
-    const name = lockName(lockId);
-    // Listed for release before the statement runs: if it fails after GET_LOCK succeeded (a deadlock on
-    // the insert), the session lock must not outlive the transaction. Releasing a lock not held is a no-op.
-    held.push(name);
-    const columns = Object.keys(values);
-    const select = selectList(values);
-    // LIMIT 1 keeps the derived table from being merged into the insert: merged, GET_LOCK runs twice and
-    // the lock is held twice, so one RELEASE_LOCK would leave it held on the pooled connection.
-    const [rows] = (await trx.raw(
-      `insert ignore into ?? (${columns.map(() => '??').join(', ')})
-       select ${select.sql} from (select get_lock(?, 0) as acquired limit 1) l where l.acquired = 1
-       returning *`,
-      [table, ...columns, ...select.bindings, name],
-    )) as [TokenRow[]];
-    const row = rows[0];
-    if (row) return { acquired: true, nowMs: toNumber(row.created_at), row };
-    // No row: either another transaction holds the lock, or a row already stands and we hold the lock.
-    const [[mine]] = (await trx.raw(
-      `select is_used_lock(?) = connection_id() as mine, ${this.nowMs} as now_ms`,
-      [name],
-    )) as [{ mine: unknown; now_ms: unknown }[]];
-    return { acquired: toNumber(mine?.mine) === 1, nowMs: toNumber(mine?.now_ms) };
+    const standing = { row: read.row };
+    if (read.row && !isExpired(read.row, read.nowMs)) return { acquired: true, nowMs: read.nowMs, standing };
+    // Expired or absent: the takeover or the new claim runs under the named lock, so that two copies never
+    // race to it (both holding the row's shared lock, their updates would deadlock).
+    const lock = await this.getLock(trx, lockId, held);
+    return { ...lock, standing };
   }
 
-  /** MariaDB 10.5+ answers `INSERT … RETURNING`; MySQL does not. Asked once per store. */
-  private insertReturns(db: Db): Promise<boolean> {
-    this.#returning ??= db.raw('select version() as v').then((result) => {
-      const [[row]] = result as [{ v: string }[]];
-      const match = /^(\d+)\.(\d+).*mariadb/i.exec(row?.v ?? '');
-      return !!match && (Number(match[1]) > 10 || (Number(match[1]) === 10 && Number(match[2]) >= 5));
+  private async lockThenInsert(
+    trx: Knex.Transaction,
+    lockId: Buffer,
+    row: NewRow,
+    held: string[] | undefined,
+  ): Promise<ClaimAttempt> {
+    const lock = await this.tryLock(trx, lockId, held);
+    if (lock && !lock.acquired) return lock;
+    return { acquired: true, nowMs: lock?.nowMs ?? 0, row: await this.insertIfAbsent(trx, row) };
+  }
+
+  /** The inserted row; undefined for a duplicate, or when a lock would have made the insert wait. */
+  private async insertWithoutWaiting(trx: Knex.Transaction, row: NewRow): Promise<TokenRow | undefined> {
+    const sql = builtOnce(
+      this.#noWaitInsert,
+      row.template,
+      () =>
+        `set statement innodb_lock_wait_timeout=0 for insert ignore into ${intoColumns(trx, row.template)} ` +
+        `values (${row.template.values.join(', ')}) returning *`,
+    );
+    try {
+      const [rows] = (await trx.raw(sql, row.bindings as Knex.RawBinding[])) as [TokenRow[]];
+      return rows[0];
+    } catch (error) {
+      if (isLockWaitTimeout(error)) return undefined;
+      throw error;
+    }
+  }
+
+  /** {@link readRow} with a shared lock that does not wait; undefined when another transaction holds the row. */
+  private async readWithoutWaiting(
+    trx: Knex.Transaction,
+    row: NewRow,
+  ): Promise<{ row: TokenRow | undefined; nowMs: number } | undefined> {
+    try {
+      return await this.readRow(trx, row, true);
+    } catch (error) {
+      if (isLockWaitTimeout(error)) return undefined;
+      throw error;
+    }
+  }
+
+  /** The token's row, if any, and the database's time; `locking` reads the latest commit, under a shared lock. */
+  private async readRow(
+    trx: Knex.Transaction,
+    row: NewRow,
+    locking: boolean,
+  ): Promise<{ row: TokenRow | undefined; nowMs: number }> {
+    const template = row.template;
+    const sql = builtOnce(locking ? this.#lockingRead : this.#plainRead, template, () => {
+      const table = quoted(trx, template.table);
+      const where = `t.scope = ? and t.${quoted(trx, 'key')} = ?`;
+      const lock = locking ? ' lock in share mode nowait' : '';
+      return `select ${this.nowMs} as lock_now_ms, t.* from (select 1 as one) x left join ${table} t on ${where}${lock}`;
     });
-    return this.#returning;
+    const [[read]] = (await trx.raw(sql, [row.scope, row.key])) as [StandingRead[]];
+    const { lock_now_ms, ...rest } = read as StandingRead;
+    return { row: rest.id === null ? undefined : (rest as TokenRow), nowMs: toNumber(lock_now_ms) };
+  }
+
+  /**
+   * MariaDB 10.5+ (`INSERT … RETURNING`, `SET STATEMENT`) with `innodb_rollback_on_timeout` off (the
+   * default: a lock-wait timeout undoes only the statement). Asked once per store.
+   */
+  private insertsWithoutWaiting(db: Db): Promise<boolean> {
+    this.#withoutWaiting ??= db
+      .raw('select version() as v, @@innodb_rollback_on_timeout as rollback_on_timeout')
+      .then(
+        (result) => {
+          const [[row]] = result as [{ v: string; rollback_on_timeout: unknown }[]];
+          const match = /^(\d+)\.(\d+).*mariadb/i.exec(row?.v ?? '');
+          const mariaDb105 =
+            !!match && (Number(match[1]) > 10 || (Number(match[1]) === 10 && Number(match[2]) >= 5));
+          return mariaDb105 && toNumber(row?.rollback_on_timeout) === 0;
+        },
+        (error: unknown) => {
+          // Asked again by the next claim: an outage must not be remembered as the server's answer.
+          this.#withoutWaiting = undefined;
+          throw error;
+        },
+      );
+    return this.#withoutWaiting;
   }
 
   async tryLock(
@@ -113,7 +203,10 @@ export class MysqlDialect implements Dialect {
     held: string[] | undefined,
   ): Promise<LockAnswer | undefined> {
     // A transaction the store did not open cannot have its session lock released: it waits on the row instead.
-    if (!held) return undefined;
+    return held && this.getLock(trx, lockId, held);
+  }
+
+  private async getLock(trx: Knex.Transaction, lockId: Buffer, held: string[]): Promise<LockAnswer> {
     const name = lockName(lockId);
     const [rows] = (await trx.raw(`select get_lock(?, 0) as acquired, ${this.nowMs} as now_ms`, [name])) as [
       { acquired: unknown; now_ms: unknown }[],

@@ -4,13 +4,14 @@
  */
 import type { Knex } from 'knex';
 import type { ResolvedTableOptions } from '../table-options.js';
-import type { TokenRow } from '../token-row.js';
-import type { Db, Dialect, LockAnswer } from './dialect.js';
+import type { NewRow, RowTemplate, TokenRow } from '../token-row.js';
+import { builtOnce, type Db, type Dialect, intoColumns, type LockAnswer } from './dialect.js';
 
 export abstract class ReturningDialect implements Dialect {
   abstract readonly name: Dialect['name'];
   abstract readonly nowMs: string;
   readonly lockingReads: boolean = false;
+  readonly #insert = new WeakMap<RowTemplate, string>();
 
   bindText(value: string): string {
     return value;
@@ -20,18 +21,19 @@ export abstract class ReturningDialect implements Dialect {
     return String(value);
   }
 
-  async insertIfAbsent(
-    db: Db,
-    table: string,
-    values: Record<string, unknown>,
-  ): Promise<TokenRow | undefined> {
-    const rows: TokenRow[] = await db(table)
-      .insert(values)
-      .onConflict(['scope', 'key'])
-      .ignore()
-      .returning('*');
-    return rows[0];
+  async insertIfAbsent(db: Db, row: NewRow): Promise<TokenRow | undefined> {
+    const sql = builtOnce(
+      this.#insert,
+      row.template,
+      () =>
+        `insert into ${intoColumns(db, row.template)} values (${row.template.values.join(', ')}) ` +
+        'on conflict (scope, key) do nothing returning *',
+    );
+    return this.rowsOf(await db.raw(sql, row.bindings as Knex.RawBinding[]))[0];
   }
+
+  /** The rows of a `raw()` result, which each driver shapes its own way. */
+  protected abstract rowsOf(result: unknown): TokenRow[];
 
   async updateReturning(update: Knex.QueryBuilder): Promise<TokenRow | undefined> {
     const rows: TokenRow[] = await update.returning('*');

@@ -4,6 +4,7 @@
  * needed. `ON CONFLICT DO NOTHING RETURNING *` tells a duplicate (knex's own insert result does not).
  */
 import type { Knex } from 'knex';
+import type { TokenRow } from '../token-row.js';
 import { ReturningDialect } from './returning-dialect.js';
 
 export class SqliteDialect extends ReturningDialect {
@@ -16,6 +17,10 @@ export class SqliteDialect extends ReturningDialect {
   }
 
   async releaseLocks(): Promise<void> {}
+
+  protected rowsOf(result: unknown): TokenRow[] {
+    return result as TokenRow[];
+  }
 
   isMissingTable(error: unknown): boolean {
     const message = (error as { message?: unknown } | null)?.message;

@@ -3,11 +3,12 @@
  * SQLite in a temporary WAL file. A server that does not answer fails the tests; nothing is skipped.
  * Each test file works in its own randomly named tables, since other suites share the servers.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import knexModule, { type Knex } from 'knex';
+import { expect } from 'vitest';
 
 export type DialectName = 'postgresql' | 'mysql' | 'sqlite';
 export const DIALECTS: readonly DialectName[] = ['postgresql', 'mysql', 'sqlite'];
@@ -71,3 +72,20 @@ export function openDatabase(dialect: DialectName, pool: Knex.PoolConfig = {}): 
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * On MySQL/MariaDB, that the store's `GET_LOCK` for the token is free (a session lock that outlived its
+ * transaction would stay on a pooled connection); elsewhere locks end with the transaction by themselves.
+ */
+export async function expectLockFree(
+  db: TestDatabase,
+  tableName: string,
+  token: { scope: string; key: string },
+): Promise<void> {
+  if (db.dialect !== 'mysql') return;
+  const digest = createHash('sha256').update(`${tableName}\u0000${token.scope}\u0000${token.key}`).digest();
+  const [[free]] = (await db.knex.raw('select is_free_lock(?) as free', [
+    `idempotent-mq:${digest.toString('base64url')}`,
+  ])) as [[{ free: number }]];
+  expect(free.free, `GET_LOCK of ${token.key}`).toBe(1);
+}
