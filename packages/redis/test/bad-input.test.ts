@@ -221,7 +221,9 @@ describe('foreign or corrupt values under our keys', () => {
     }
     expect(await client.get(name('STRING'))).toBe('completed'); // left as found
     const wrongType = await settle(store.claim({ token: token('LIST'), owner: 'o', leaseMs: 1000 }));
-    expect(String((wrongType as { error: unknown }).error)).toMatch(/holds a list, not an idempotency record/);
+    expect(String((wrongType as { error: unknown }).error)).toMatch(
+      /holds a list, not an idempotency record/,
+    );
   });
 
   it('through the engine: a corrupt record fails the message (redelivered), the handler does not run', async () => {
