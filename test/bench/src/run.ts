@@ -91,14 +91,14 @@ async function main() {
   if (values.redraw) return redraw();
   const quick = values.quick ?? false;
   const timing = quick
-    ? { durationMs: 600, warmupMs: 150, rounds: 2 }
+    ? { durationMs: 400, warmupMs: 100, rounds: 2 }
     : { durationMs: 4000, warmupMs: 500, rounds: 2 };
   const dir = await mkdtemp(join(os.tmpdir(), 'imq-bench-'));
   const conn = await connect(join(dir, 'bench.sqlite'));
   const rows: Result[] = [];
   const started = Date.now();
   // First, while the process is fresh: memory is what it measures.
-  const memory = await memoryBound(quick ? 200_000 : 1_000_000);
+  const memory = await memoryBound(quick ? 100_000 : 1_000_000);
   try {
     const plan: { c: number; list: Awaited<ReturnType<typeof scenarios>> }[] = [];
     for (const c of [1, 64])
