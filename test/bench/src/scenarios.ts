@@ -183,9 +183,10 @@ async function inParallel(n: number, op: (i: number) => Promise<void>): Promise<
   await Promise.all(Array.from({ length: 32 }, worker));
 }
 
-/** Builds every scenario at concurrency `c` on the open connections. */
+/** This run's mark in every Redis key it writes, so that cleaning up removes only its own keys. */
 const RUN = randomUUID().slice(0, 8);
 
+/** Builds every scenario at concurrency `c` on the open connections. */
 export async function scenarios(conn: Connections, c: number): Promise<Scenario[]> {
   const run = RUN;
   const key = (what: string, i: number) => `${what}-${run}-${c}-${i}`;
