@@ -35,23 +35,31 @@ async function versions(conn: Awaited<ReturnType<typeof connect>>) {
   return { postgres: pg.split(' ').slice(0, 2).join(' '), mariadb: my.v, redis };
 }
 
-/** RSS growth after a million distinct tokens through the memory adapters (bounded by their limits). */
+/**
+ * RSS after a million distinct tokens through the memory adapters, read (after a GC) at each quarter: it
+ * must level off once the store holds `maxRecords` and the cache `maxEntries`.
+ */
 async function memoryBound(tokens: number) {
   const store = new MemoryIdempotencyStore({ maxRecords: 100_000 });
   const cache = new MemoryIdempotencyCache({ maxEntries: 10_000 });
-  global.gc?.();
-  const before = process.memoryUsage().rss;
+  const rssMb = () => {
+    global.gc?.();
+    return Math.round(process.memoryUsage().rss / 2 ** 20);
+  };
+  const before = rssMb();
+  const checkpoints: { tokens: number; rssMb: number }[] = [];
   for (let i = 0; i < tokens; i++) {
     const token = { scope: 'v1:bench', key: `MEM-${i}` };
     await store.claim({ token, owner: `o${i}`, leaseMs: 60_000 });
     await store.complete({ token, owner: `o${i}`, ttlMs: 3_600_000 });
     await cache.set(token, {}, 3_600_000);
+    if ((i + 1) % (tokens / 4) === 0) checkpoints.push({ tokens: i + 1, rssMb: rssMb() });
   }
-  global.gc?.();
   return {
     tokens,
-    rssBeforeMb: before / 2 ** 20,
-    rssAfterMb: process.memoryUsage().rss / 2 ** 20,
+    rssBeforeMb: before,
+    rssAfterMb: checkpoints.at(-1)?.rssMb ?? before,
+    checkpoints,
     storeSize: store.size,
     cacheSize: cache.size,
   };
@@ -160,8 +168,8 @@ async function main() {
       })),
       memory,
     };
-    // A quick run is a smoke check: it never replaces the full results the README shows.
-    const name = quick ? 'quick' : 'latest';
+    // A quick or partial run is a smoke check: it never replaces the full results the README shows.
+    const name = quick ? 'quick' : values.only ? 'only' : 'latest';
     await writeFile(join(results, `${name}.json`), `${JSON.stringify(out, null, 2)}\n`);
     await draw(out, name);
 
@@ -175,8 +183,9 @@ async function main() {
         `| ${r.name} | ${r.concurrency} | ${Math.round(r.opsPerSec)} | ${Math.round(r.baselineOpsPerSec)} | ${r.ratio.toFixed(2)}× | ${target} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${r.baseline} |`,
       );
     }
+    const steps = memory.checkpoints.map((p) => `${p.tokens / 1000}k: ${p.rssMb}`).join(', ');
     console.log(
-      `\nmemory adapters: ${memory.tokens} distinct tokens → RSS ${memory.rssBeforeMb.toFixed(0)} → ${memory.rssAfterMb.toFixed(0)} MB (store ${memory.storeSize} records, cache ${memory.cacheSize} entries)`,
+      `\nmemory adapters: ${memory.tokens} distinct tokens → RSS ${memory.rssBeforeMb} MB before; ${steps} MB (store ${memory.storeSize} records, cache ${memory.cacheSize} entries)`,
     );
     console.log(
       `machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGb} GB, Node ${machine.node}; ${machine.postgres}, MariaDB ${machine.mariadb}, Redis ${machine.redis}`,
