@@ -31,6 +31,14 @@ async function commandCalls(): Promise<Record<string, number>> {
 
 const token = (key: string) => ({ scope: 'coalesce', key });
 
+/** A client of an ACL user that may touch only the keys matching `pattern`: others are refused (NOPERM). */
+async function clientAllowedOnly(user: string, pattern: string): Promise<Redis> {
+  await client.call('ACL', 'SETUSER', user, 'on', 'nopass', pattern, '+@all');
+  const limited = new Redis(server.url, { username: user, password: 'x' });
+  await new Promise((resolve) => limited.once('ready', resolve));
+  return limited;
+}
+
 describe('RedisIdempotencyCache under concurrency', () => {
   it('answers the reads of one tick with one MGET, each read its own value', async () => {
     const cache = new RedisIdempotencyCache(client, { keyPrefix: 'co1:' });
@@ -61,9 +69,7 @@ describe('RedisIdempotencyCache under concurrency', () => {
 
   it('writes of one tick go out as one pipeline; a write Redis refuses fails alone', async () => {
     // A user allowed only keys whose token starts with OK: a write of another is refused (NOPERM).
-    await client.call('ACL', 'SETUSER', 'limited', 'on', 'nopass', '~co3:*=OK*', '+@all');
-    const limited = new Redis(server.url, { username: 'limited', password: 'x' });
-    await new Promise((resolve) => limited.once('ready', resolve));
+    const limited = await clientAllowedOnly('limited', '~co3:*=OK*');
     try {
       const cache = new RedisIdempotencyCache(limited, { keyPrefix: 'co3:' });
       const name = (i: number) => (i === 7 ? 'REFUSED' : `OK${i}`);
@@ -88,9 +94,7 @@ describe('RedisIdempotencyCache under concurrency', () => {
   });
 
   it('a refused MGET fails every read of its tick, and later reads go on', async () => {
-    await client.call('ACL', 'SETUSER', 'reader', 'on', 'nopass', '~co4:*=OK*', '+@all');
-    const reader = new Redis(server.url, { username: 'reader', password: 'x' });
-    await new Promise((resolve) => reader.once('ready', resolve));
+    const reader = await clientAllowedOnly('reader', '~co4:*=OK*');
     try {
       const cache = new RedisIdempotencyCache(reader, { keyPrefix: 'co4:' });
       await cache.set(token('OK'), { result: '1' }, 60_000);

@@ -32,6 +32,16 @@ function isLockWaitTimeout(error: unknown): boolean {
   return e?.errno === 1205 || e?.code === 'ER_LOCK_WAIT_TIMEOUT';
 }
 
+/** What `statement` answers, or undefined when it met a lock it would have had to wait for. */
+async function unlessLockWaitTimeout<T>(statement: PromiseLike<T>): Promise<T | undefined> {
+  try {
+    return await statement;
+  } catch (error) {
+    if (isLockWaitTimeout(error)) return undefined;
+    throw error;
+  }
+}
+
 type StandingRead = { lock_now_ms: unknown } & TokenRow;
 
 export class MysqlDialect implements Dialect {
@@ -133,13 +143,8 @@ export class MysqlDialect implements Dialect {
         `set statement innodb_lock_wait_timeout=0 for insert ignore into ${intoColumns(trx, row.template)} ` +
         `values (${row.template.values.join(', ')}) returning *`,
     );
-    try {
-      const [rows] = (await trx.raw(sql, row.bindings as Knex.RawBinding[])) as [TokenRow[]];
-      return rows[0];
-    } catch (error) {
-      if (isLockWaitTimeout(error)) return undefined;
-      throw error;
-    }
+    const result = await unlessLockWaitTimeout(trx.raw(sql, row.bindings as Knex.RawBinding[]));
+    return (result as [TokenRow[]] | undefined)?.[0][0];
   }
 
   /** {@link readRow} with a shared lock that does not wait; undefined when another transaction holds the row. */
@@ -147,12 +152,7 @@ export class MysqlDialect implements Dialect {
     trx: Knex.Transaction,
     row: NewRow,
   ): Promise<{ row: TokenRow | undefined; nowMs: number } | undefined> {
-    try {
-      return await this.readRow(trx, row, true);
-    } catch (error) {
-      if (isLockWaitTimeout(error)) return undefined;
-      throw error;
-    }
+    return unlessLockWaitTimeout(this.readRow(trx, row, true));
   }
 
   /** The token's row, if any, and the database's time; `locking` reads the latest commit, under a shared lock. */
