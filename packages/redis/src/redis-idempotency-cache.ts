@@ -171,9 +171,11 @@ export class RedisIdempotencyCache implements IdempotencyCache {
     for (const group of this.bySlot(reads)) {
       this.readsInFlight++;
       const only = group.length === 1 ? group[0] : undefined;
-      const texts: Promise<(string | null)[]> = only
-        ? this.client.get(only.key).then((text) => [text])
-        : this.client.mget(...group.map((read) => read.key));
+      const texts = settled<(string | null)[]>(() =>
+        only
+          ? this.client.get(only.key).then((text) => [text])
+          : this.client.mget(...group.map((read) => read.key)),
+      );
       this.bounded(texts).then(
         (found) => {
           this.readsInFlight--;
@@ -194,12 +196,14 @@ export class RedisIdempotencyCache implements IdempotencyCache {
     for (const group of this.bySlot(writes)) {
       const only = group.length === 1 ? group[0] : undefined;
       // Each write's own error (a pipeline answers each command with its error or reply), or null.
-      const errors: Promise<(Error | null)[]> = only
-        ? this.client.set(only.key, only.value, 'PX', only.ttlMs).then(() => [null])
-        : group
-            .reduce((pipeline, w) => pipeline.set(w.key, w.value, 'PX', w.ttlMs), this.client.pipeline())
-            .exec()
-            .then((replies) => group.map((_, i) => replies?.[i]?.[0] ?? null));
+      const errors = settled<(Error | null)[]>(() =>
+        only
+          ? this.client.set(only.key, only.value, 'PX', only.ttlMs).then(() => [null])
+          : group
+              .reduce((pipeline, w) => pipeline.set(w.key, w.value, 'PX', w.ttlMs), this.client.pipeline())
+              .exec()
+              .then((replies) => group.map((_, i) => replies?.[i]?.[0] ?? null)),
+      );
       this.bounded(errors).then(
         (failed) => {
           for (const [i, write] of group.entries()) {
@@ -260,5 +264,17 @@ export class RedisIdempotencyCache implements IdempotencyCache {
         },
       );
     });
+  }
+}
+
+/**
+ * The promise `send` returns, or a rejected one if it throws instead: sends run at the end of a tick,
+ * where a throw would escape every caller (and leave a read counted in flight for ever).
+ */
+function settled<T>(send: () => Promise<T>): Promise<T> {
+  try {
+    return send();
+  } catch (error) {
+    return Promise.reject(error);
   }
 }

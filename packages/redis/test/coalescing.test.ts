@@ -108,4 +108,31 @@ describe('RedisIdempotencyCache under concurrency', () => {
       reader.disconnect();
     }
   });
+
+  it('a client that throws instead of rejecting fails the reads of its batch, and later reads still go out at once', async () => {
+    let throwNext = true;
+    // The real client, with one synchronous throw injected (as a client with a broken argument might do).
+    const throwing = new Proxy(client, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if ((property === 'get' || property === 'mget') && throwNext) {
+          return () => {
+            throwNext = false;
+            throw new Error('thrown, not rejected');
+          };
+        }
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const cache = new RedisIdempotencyCache(throwing, { keyPrefix: 'co5:' });
+    await cache.set(token('T'), { result: '1' }, 60_000);
+    await expect(cache.get(token('T'))).rejects.toThrow('thrown, not rejected');
+    await client.config('RESETSTAT');
+    const [first, second] = await Promise.all([cache.get(token('T')), cache.get(token('T'))]);
+    expect([first, second]).toEqual([{ result: '1' }, { result: '1' }]);
+    const calls = await commandCalls();
+    // The first went out at once, the second alone after the tick: the failed read is not counted in
+    // flight (if it were, both would have waited and gone out as one MGET).
+    expect({ get: calls.get, mget: calls.mget }).toEqual({ get: 2, mget: undefined });
+  });
 });
