@@ -31,6 +31,7 @@ import {
   resolveTableOptions,
 } from './table-options.js';
 import {
+  claimStateSql,
   claimTemplate,
   isExpired,
   type NewRow,
@@ -322,37 +323,25 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
     });
   }
 
-  /**
-   * The status columns of a claim that takes over a row: in progress under a lease or, when the claim is
-   * made inside the transaction that will complete it, completed at once (nobody sees it before the commit).
-   */
+  /** The status columns of a claim that takes over a row, as {@link claimStateSql} writes them. */
   private claimState(
     db: Db,
     request: ClaimRequest,
     tx: Knex.Transaction | undefined,
-  ): Record<string, unknown> {
-    if (tx && request.ttlMs !== undefined) {
-      return {
-        status: STATUS_COMPLETED,
-        lease_expires_at: null,
-        completed_at: db.raw(this.dialect.nowMs),
-        expires_at: this.nowPlus(db, request.ttlMs),
-      };
-    }
-    return {
-      status: STATUS_IN_PROGRESS,
-      lease_expires_at: this.nowPlus(db, request.leaseMs),
-      completed_at: null,
-      expires_at: null,
-    };
+  ): Record<string, Knex.Raw> {
+    const retention = retentionInTx(request, tx);
+    const ms = retention ?? request.leaseMs;
+    const columns = Object.entries(claimStateSql(this.dialect.nowMs, retention !== undefined));
+    return Object.fromEntries(
+      columns.map(([column, sql]) => [column, db.raw(sql, sql.includes('?') ? [ms] : [])]),
+    );
   }
 
   /** The row of a fresh claim, in the same two states as {@link claimState}. */
   private newRow(request: ClaimRequest, tx: Knex.Transaction | undefined): NewRow {
     const scope = this.dialect.bindText(request.token.scope);
     const key = this.dialect.bindText(request.token.key);
-    // A retention counts only inside the transaction that will complete the claim: written completed at once.
-    const retention = tx === undefined ? undefined : request.ttlMs;
+    const retention = retentionInTx(request, tx);
     return {
       template: retention === undefined ? this.templates.leased : this.templates.completed,
       bindings: [scope, key, request.owner, request.fingerprint ?? null, retention ?? request.leaseMs],
@@ -363,7 +352,7 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
   }
 
   private notePrecompleted(request: ClaimRequest, tx: Knex.Transaction | undefined): void {
-    if (!tx || request.ttlMs === undefined) return;
+    if (!tx || retentionInTx(request, tx) === undefined) return;
     const claims = this.precompleted.get(tx) ?? new Set<string>();
     claims.add(claimId(request.token, request.owner));
     this.precompleted.set(tx, claims);
@@ -463,6 +452,14 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
     }
     return new IdempotencyStoreError(step, token, error);
   }
+}
+
+/**
+ * A claim's retention when it is written completed at once: only inside the transaction that will
+ * complete it (nobody sees it before the commit), and only when the engine said how long to keep it.
+ */
+function retentionInTx(request: ClaimRequest, tx: Knex.Transaction | undefined): number | undefined {
+  return tx === undefined ? undefined : request.ttlMs;
 }
 
 function claimId(token: TokenRef, owner: string): string {

@@ -47,10 +47,6 @@ export interface NewRow {
  * fingerprint, then the lease (in progress) or the retention (completed), in milliseconds.
  */
 export function claimTemplate(table: string, nowMs: string, completed: boolean): RowTemplate {
-  const plus = `(${nowMs} + ?)`;
-  const state = completed
-    ? { status: STATUS_COMPLETED, lease_expires_at: 'null', completed_at: nowMs, expires_at: plus }
-    : { status: STATUS_IN_PROGRESS, lease_expires_at: plus, completed_at: 'null', expires_at: 'null' };
   const values: Record<string, string> = {
     scope: '?',
     key: '?',
@@ -58,14 +54,22 @@ export function claimTemplate(table: string, nowMs: string, completed: boolean):
     fingerprint: '?',
     fence: '1',
     result: 'null',
-    // A constant of this module, never a value from a message.
-    status: `'${state.status}'`,
     created_at: nowMs,
-    lease_expires_at: state.lease_expires_at,
-    completed_at: state.completed_at,
-    expires_at: state.expires_at,
+    ...claimStateSql(nowMs, completed),
   };
   return { table, columns: Object.keys(values), values: Object.values(values) };
+}
+
+/**
+ * The status columns of a claim as SQL, fresh or taking over a row: in progress under a lease, or
+ * completed at once. Exactly one of them holds a `?`: the lease or the retention, in milliseconds.
+ */
+export function claimStateSql(nowMs: string, completed: boolean): Record<string, string> {
+  const plus = `(${nowMs} + ?)`;
+  // The statuses are constants of this module, never a value from a message.
+  return completed
+    ? { status: `'${STATUS_COMPLETED}'`, lease_expires_at: 'null', completed_at: nowMs, expires_at: plus }
+    : { status: `'${STATUS_IN_PROGRESS}'`, lease_expires_at: plus, completed_at: 'null', expires_at: 'null' };
 }
 
 export function toRecord(row: TokenRow, readText: (value: unknown) => string): IdempotencyRecord {
