@@ -57,8 +57,8 @@ export class RedisKeyLayout {
     return `${escapeGlob(this.prefix)}{${'?'.repeat(TAG_LENGTH)}}:${KIND_SEGMENT[kind]}:*`;
   }
 
-  /** Indexes of `tokens` grouped by scope tag, i.e. by cluster slot. */
-  groupBySlot(tokens: readonly TokenRef[]): number[][] {
+  /** Indexes of `tokens` (anything with a scope) grouped by scope tag, i.e. by cluster slot. */
+  groupBySlot(tokens: readonly Pick<TokenRef, 'scope'>[]): number[][] {
     const groups = new Map<string, number[]>();
     tokens.forEach((token, i) => {
       const tag = this.scopeTag(token.scope);

@@ -116,21 +116,21 @@ export class RedisIdempotencyCache implements IdempotencyCache {
 
   async getMany(tokens: readonly TokenRef[]): Promise<(CachedCompletion | undefined)[]> {
     if (tokens.length === 0) return [];
+    this.assertReady();
     const keys = tokens.map((token) => this.layout.key('cache', token));
-    const texts = new Array<string | null>(tokens.length).fill(null);
-    // A single node answers any keys in one MGET; a cluster only keys of one slot, i.e. of one scope.
-    const groups = this.client.isCluster ? this.layout.groupBySlot(tokens) : [tokens.map((_, i) => i)];
-    await this.call(() =>
-      Promise.all(
-        groups.map(async (indexes) => {
-          const found = await this.client.mget(...indexes.map((i) => keys[i] as string));
-          indexes.forEach((at, n) => {
-            texts[at] = found[n] ?? null;
-          });
-        }),
+    // Sent at once, as the reads of a tick are: one MGET per slot (one in all on a single node).
+    const reads: Pending<string | null>[] = [];
+    const texts = Promise.all(
+      tokens.map(
+        (token, i) =>
+          new Promise<string | null>((resolve, reject) => {
+            reads.push({ key: keys[i] as string, scope: token.scope, resolve, reject });
+          }),
       ),
     );
-    return tokens.map((token, i) => this.decode(token, keys[i] as string, texts[i] ?? null));
+    this.sendReads(reads);
+    const found = await texts;
+    return tokens.map((token, i) => this.decode(token, keys[i] as string, found[i] ?? null));
   }
 
   async set(token: TokenRef, value: CachedCompletion, ttlMs: number): Promise<void> {
@@ -219,16 +219,10 @@ export class RedisIdempotencyCache implements IdempotencyCache {
     }
   }
 
-  /** On a single node, everything together; on a cluster, by scope (a scope's keys share one slot). */
+  /** On a single node, everything together; on a cluster, by slot (a scope's keys share one). */
   private bySlot<T extends { readonly scope: string }>(items: T[]): T[][] {
     if (!this.client.isCluster || items.length === 1) return [items];
-    const groups = new Map<string, T[]>();
-    for (const item of items) {
-      const group = groups.get(item.scope);
-      if (group) group.push(item);
-      else groups.set(item.scope, [item]);
-    }
-    return [...groups.values()];
+    return this.layout.groupBySlot(items).map((indexes) => indexes.map((i) => items[i] as T));
   }
 
   /**
