@@ -171,10 +171,7 @@ export class IdempotencyHandler {
         // A hit answers every copy, with nothing left to wait for: decided here, without a promise each.
         for (const i of indexes) {
           const call = this.newCall(plan, self, messages[i], deliveries[i], hit, keys[i]);
-          results[i] = this.finish(
-            call,
-            this.decideFromCache(call, (keys[i] as { token: TokenRef }).token, hit),
-          );
+          results[i] = this.finish(call, this.decideFromCache(call, tokens[i] as TokenRef, hit));
         }
         continue;
       }

@@ -223,10 +223,13 @@ export class MemoryIdempotencyStore extends BaseIdempotencyStore<MemoryTransacti
     return purged;
   }
 
-  /** Appends to `completedOrder`; rebuilds it when purges and releases have left it mostly stale. */
+  /**
+   * Appends to `completedOrder`; rebuilds it from its live ids once it has grown past twice the records
+   * (ids consumed by eviction, or stale after purges, releases and takeovers), so it stays O(records).
+   */
   private noteCompleted(id: string): void {
     this.completedOrder.push(id);
-    if (this.completedOrder.length - this.evictFrom <= 2 * this.records.size + 1024) return;
+    if (this.completedOrder.length <= 2 * this.records.size + 1024) return;
     const live = new Set<string>();
     for (let i = this.evictFrom; i < this.completedOrder.length; i++) {
       const candidate = this.completedOrder[i] as string;
@@ -246,13 +249,8 @@ export class MemoryIdempotencyStore extends BaseIdempotencyStore<MemoryTransacti
       const id = order[this.evictFrom++] as string;
       if (this.records.get(id)?.status === 'completed') {
         this.records.delete(id);
-        break;
+        return;
       }
-    }
-    // Drop the consumed front once it is half the array, so the array stays O(records).
-    if (this.evictFrom > 1024 && this.evictFrom * 2 > order.length) {
-      this.completedOrder = order.slice(this.evictFrom);
-      this.evictFrom = 0;
     }
   }
 
