@@ -209,11 +209,13 @@ describe('invalid options are rejected at start-up, naming the option', () => {
     },
   );
 
-  it('a ttl shorter than the redelivery horizon is warned about at start-up', () => {
-    const h = harness({ module: { ttlMs: 60_000 } });
-    h.container.get(Symbol.for('idempotent-mq.handler'));
-    expect(h.logger.at('warn').some((w) => w.includes('IdempotencyModule: ttlMs 60000 is shorter'))).toBe(
-      true,
-    );
+  it('new policy options are checked like the rest', () => {
+    for (const [option, value] of [
+      ['maxHandlerMs', 5],
+      ['transientRetries', 11],
+      ['keepAlive', 1],
+    ] as const) {
+      expect(() => new IdempotencyModule({ [option]: value })).toThrow(`"IdempotencyModule.${option}"`);
+    }
   });
 });

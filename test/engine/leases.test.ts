@@ -20,7 +20,7 @@ describe('leases, keep-alive and takeover', () => {
     @injectable()
     class Slow {
       runs = 0;
-      @Idempotent({ key: (m: Message) => m.keys, leaseMs: LEASE, mode: 'lease' })
+      @Idempotent({ key: (m: Message) => m.keys, leaseMs: LEASE, mode: 'lease', maxHandlerMs: LEASE * 10 })
       async onMessage(_m: Message) {
         this.runs++;
         await gate.promise;
@@ -168,6 +168,5 @@ describe('leases, keep-alive and takeover', () => {
     await h.clock.advance(2_000);
     await consumer.onMessage(msg('K-7'));
     expect(consumer.runs).toBe(2);
-    expect(h.logger.at('warn').some((w) => w.includes('shorter than RocketMQ'))).toBe(true);
   });
 });

@@ -59,6 +59,7 @@ describe('the listener registry', () => {
         topic: 'payments',
         consumerGroup: 'billing',
         scope: 'v1:billing:Billing.onMessage',
+        maxAttempts: 17,
       },
     ]);
     for (const key of ['A', 'B', 'A', 'C']) broker.publish('payments', { keys: [key], body: { amount: 1 } });
@@ -106,7 +107,7 @@ describe('the listener registry', () => {
       async onMessage(_m: Msg) {}
     }
     // As a transport's own decorator might record it, without validation.
-    setMessageListener(BadOptions, { topic: 'bad topic!', consumerGroup: 'g4', concurrency: 0 });
+    setMessageListener(BadOptions, { topic: 'orders.created', consumerGroup: 'g4', concurrency: 0 });
 
     const container = new Container(); // no IdempotencyModule, no transport
     for (const c of [Unprotected, TwoHandlers, ScopeOne, ScopeTwo, BadOptions] as Newable[])
@@ -126,7 +127,7 @@ describe('the listener registry', () => {
     expect(offenders).toContain('TwoHandlers has 2 @Idempotent methods');
     expect(offenders).toContain('ScopeOne.onMessage and ScopeTwo.onMessage share the scope "v1:payments"');
     expect(offenders).toContain('ScopeOne and ScopeTwo both consume "t3" in group "g3"');
-    expect(offenders).toContain('"BadOptions.topic"');
+    expect(offenders).toContain('"BadOptions.concurrency"');
     expect(offenders).toContain('the idempotency engine is not bound');
     expect((error as ListenerWiringError).offenders).toHaveLength(10);
   });
@@ -227,7 +228,7 @@ describe('the listener registry', () => {
     expect(dead).toHaveLength(2);
     expect(dead[0]?.reason).toContain('MissingIdempotencyKeyError');
     expect(dead[0]?.message.deliveryAttempt).toBe(1);
-    expect(dead[1]?.reason).toContain('failed 3 times; last: Error: bad data');
+    expect(dead[1]?.reason).toContain('failed 3 of 3 attempts; last: Error: bad data');
     expect(attempts).toBe(3);
   });
 

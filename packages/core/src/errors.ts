@@ -15,6 +15,8 @@ export type IdempotencyErrorCode =
   | 'LEASE_LOST'
   | 'STORE_FAILED'
   | 'STORE_UNAVAILABLE'
+  | 'UNSTORABLE_TOKEN'
+  | 'HANDLER_TIMEOUT'
   | 'INCONSISTENT_STATE'
   | 'INVALID_OPTION'
   | 'NOT_CONFIGURED'
@@ -132,7 +134,20 @@ export class LeaseLostError extends IdempotencyError {
   }
 }
 
-export type StoreStep = 'claim' | 'renew' | 'complete' | 'release' | 'transaction' | 'read' | 'purge';
+/**
+ * The store call that failed. `begin` and `commit` are the two ends of a transactional handler's
+ * transaction (`transaction` when a store cannot tell which).
+ */
+export type StoreStep =
+  | 'claim'
+  | 'renew'
+  | 'complete'
+  | 'release'
+  | 'begin'
+  | 'commit'
+  | 'transaction'
+  | 'read'
+  | 'purge';
 
 /** A store call failed for a reason other than unavailability. Never read as a duplicate. */
 export class IdempotencyStoreError extends IdempotencyError {
@@ -159,6 +174,41 @@ export class StoreUnavailableError extends IdempotencyStoreError {
   override readonly name = 'StoreUnavailableError';
   constructor(step: StoreStep, token: TokenRef | undefined, cause: unknown) {
     super(step, token, cause, 'STORE_UNAVAILABLE');
+  }
+}
+
+/**
+ * A token the store cannot hold exactly (longer than its column, text the database cannot store).
+ * Refused rather than truncated or re-encoded, which could make two different keys one. No redelivery
+ * can fix it: a transport dead-letters such a message at once.
+ */
+export class UnstorableTokenError extends IdempotencyStoreError {
+  override readonly name = 'UnstorableTokenError';
+  constructor(
+    token: TokenRef,
+    readonly reason: string,
+  ) {
+    super('claim', token, new Error(reason), 'UNSTORABLE_TOKEN');
+  }
+}
+
+/**
+ * The handler ran past `maxHandlerMs`: its lease is no longer renewed, so another copy may take the
+ * token over once the lease runs out, and this owner's late completion is refused (fenced). In
+ * transactional mode its transaction was rolled back.
+ */
+export class HandlerTimeoutError extends IdempotencyError {
+  override readonly name = 'HandlerTimeoutError';
+  constructor(
+    readonly token: TokenRef,
+    readonly maxHandlerMs: number,
+  ) {
+    super(
+      'HANDLER_TIMEOUT',
+      `The handler of ${describe(token)} ran longer than maxHandlerMs (${maxHandlerMs} ms) and was given ` +
+        'up on; the message will be redelivered. Raise maxHandlerMs if it legitimately runs this long, or ' +
+        'bound what it waits for.',
+    );
   }
 }
 

@@ -4,8 +4,10 @@
  * transports both end up in {@link IdempotencyHandler.execute}.
  */
 import { randomUUID } from 'node:crypto';
+import { backoffDelay } from './backoff.js';
 import { type IdempotencyContext, isDeliveryInfo } from './context.js';
 import {
+  HandlerTimeoutError,
   IdempotencyError,
   IdempotencyInFlightError,
   IdempotencyStoreError,
@@ -22,7 +24,6 @@ import { canonicalJson, fingerprint } from './fingerprint.js';
 import {
   type IdempotencyPolicyOptions,
   type IdempotentOptions,
-  REDELIVERY_HORIZON_MS,
   type ResolvedPolicy,
   resolvePolicy,
 } from './options.js';
@@ -92,6 +93,8 @@ interface Call {
   readonly started: number;
   cacheBypassed: boolean;
   handlerStarted: boolean;
+  /** Transactions rerun after a transient failure (a deadlock, a serialization failure). */
+  transientRetries: number;
   /** The cache was already read for this message (batch): its answer, a miss, or unreachable. */
   readonly prefetched: Prefetched;
   /** The message's key, already resolved (batch), so the key function runs once per message. */
@@ -103,7 +106,13 @@ type Prefetched = CachedCompletion | 'miss' | 'bypassed' | undefined;
 /** What the key function made of a message: a token, no usable key, or a throw. */
 type KeyOutcome = { readonly token: TokenRef } | { readonly missing: string } | { readonly thrown: unknown };
 
-type Decided = Omit<Execution, 'handler' | 'scope' | 'attempt' | 'durationMs' | 'cacheBypassed'>;
+type Decided = Omit<
+  Execution,
+  'handler' | 'scope' | 'attempt' | 'durationMs' | 'cacheBypassed' | 'transientRetries'
+>;
+
+/** Jittered pauses before a transaction is rerun after a transient failure. */
+const TRANSIENT_BACKOFF = { initialMs: 10, maxMs: 250, jitter: 0.5 } as const;
 
 export class IdempotencyHandler {
   private readonly plans = new WeakMap<object, Map<string | symbol, MethodPlan>>();
@@ -112,8 +121,12 @@ export class IdempotencyHandler {
   constructor(private readonly deps: IdempotencyHandlerDeps) {
     this.defaults = deps.defaults ?? {};
     // Validates the module defaults at start-up, before any message arrives.
-    const policy = resolvePolicy(this.defaults);
-    this.warnShortTtl(policy, 'IdempotencyModule');
+    resolvePolicy(this.defaults);
+  }
+
+  /** A method's options as the engine resolves them (module defaults under the method's own). */
+  policyOf(target: HandlerMethod): ResolvedPolicy {
+    return resolvePolicy(this.defaults, target.options as IdempotentOptions<unknown>);
   }
 
   /**
@@ -219,6 +232,7 @@ export class IdempotencyHandler {
       started: this.deps.clock.now(),
       cacheBypassed: prefetched === 'bypassed',
       handlerStarted: false,
+      transientRetries: 0,
       prefetched,
       key,
     };
@@ -232,6 +246,7 @@ export class IdempotencyHandler {
       attempt: call.attempt,
       cacheBypassed: call.cacheBypassed,
       durationMs: this.deps.clock.now() - call.started,
+      ...(call.transientRetries > 0 ? { transientRetries: call.transientRetries } : {}),
       ...decided,
     };
     this.emit(outcome);
@@ -297,32 +312,53 @@ export class IdempotencyHandler {
     const cached = await reading;
     if (cached) return this.existing(call, token, print, 'cache', cached);
 
-    try {
-      const decided = plan.transactional
-        ? await this.transaction((tx) => this.claimAndRun(call, token, print, tx))
-        : await this.claimAndRun(call, token, print, undefined);
-      if ((decided.kind === 'processed' || decided.kind === 'takeover') && decided.completion) {
-        await this.writeCache(token, decided.completion, plan.policy);
+    for (;;) {
+      try {
+        const decided = plan.transactional
+          ? await this.transaction((tx) => this.claimAndRun(call, token, print, tx))
+          : await this.claimAndRun(call, token, print, undefined);
+        if ((decided.kind === 'processed' || decided.kind === 'takeover') && decided.completion) {
+          await this.writeCache(token, decided.completion, plan.policy);
+        }
+        const { completion: _completion, ...outcome } = decided;
+        return outcome;
+      } catch (failure) {
+        const error = failure instanceof HandlerFailure ? failure.error : failure;
+        if (await this.rerunAfterTransient(call, error)) continue;
+        if (failure instanceof HandlerFailure) return { kind: 'failed', token, unprotected: false, error };
+        // Fail-open only while the handler has not run: after it, a rerun would repeat its effect.
+        if (
+          failure instanceof StoreUnavailableError &&
+          plan.policy.onStoreUnavailable === 'failOpen' &&
+          !call.handlerStarted
+        ) {
+          this.deps.logger.warn('store unavailable: running the handler unprotected (failOpen)', {
+            handler: plan.label,
+            key: token.key,
+          });
+          return this.runUnprotected(call, token);
+        }
+        return { kind: 'failed', token, unprotected: false, error: failure };
       }
-      const { completion: _completion, ...outcome } = decided;
-      return outcome;
-    } catch (failure) {
-      if (failure instanceof HandlerFailure)
-        return { kind: 'failed', token, unprotected: false, error: failure.error };
-      // Fail-open only while the handler has not run: after it, a rerun would repeat its effect.
-      if (
-        failure instanceof StoreUnavailableError &&
-        plan.policy.onStoreUnavailable === 'failOpen' &&
-        !call.handlerStarted
-      ) {
-        this.deps.logger.warn('store unavailable: running the handler unprotected (failOpen)', {
-          handler: plan.label,
-          key: token.key,
-        });
-        return this.runUnprotected(call, token);
-      }
-      return { kind: 'failed', token, unprotected: false, error: failure };
     }
+  }
+
+  /**
+   * After a failed attempt: whether to run it again at once, because the store says the failure was
+   * transient (a deadlock, a serialization failure) and what ran can be undone (the whole transaction,
+   * or a claim whose handler never started). Waits a jittered moment first, so that the two sides of a
+   * deadlock do not meet again.
+   */
+  private async rerunAfterTransient(call: Call, error: unknown): Promise<boolean> {
+    const { store, clock } = this.deps;
+    if (call.transientRetries >= call.plan.policy.transientRetries) return false;
+    if (!call.plan.transactional && call.handlerStarted) return false;
+    if (!store.isTransient?.(error)) return false;
+    call.transientRetries++;
+    call.handlerStarted = false;
+    const pause = backoffDelay(TRANSIENT_BACKOFF, call.transientRetries);
+    await new Promise<void>((resolve) => clock.setTimeout(resolve, pause));
+    return true;
   }
 
   /** The payload's fingerprint, or the failure to report when it cannot be serialised. */
@@ -380,20 +416,32 @@ export class IdempotencyHandler {
     const ctx: IdempotencyContext = {
       token,
       attempt: call.attempt,
-      replay: claim.takeover || call.attempt > 1,
+      replay: claim.takeover || call.attempt > 1 || call.transientRetries > 0,
       takeover: claim.takeover,
       fence: claim.record.fence,
       trx: tx,
       unprotected: false,
     };
-    const keepAlive = this.keepAlive(token, owner, plan.policy, tx);
+    const { policy } = plan;
+    const keepAlive = policy.keepAlive ? this.keepAlive(token, owner, policy, tx) : undefined;
+    const bound = policy.keepAlive ? policy.maxHandlerMs : policy.leaseMs;
     let result: unknown;
     try {
       call.handlerStarted = true;
-      result = await plan.fn.call(call.self, call.message, ctx);
+      // Past the bound the handler is given up on; what it does later is not waited for.
+      result = await this.bounded(
+        Promise.resolve(plan.fn.call(call.self, call.message, ctx)),
+        bound,
+        () => new HandlerTimeoutError(token, bound),
+      );
     } catch (error) {
-      keepAlive.stop();
+      keepAlive?.stop();
       if (tx !== undefined) throw new HandlerFailure(error); // the rollback releases the claim
+      if (error instanceof HandlerTimeoutError) {
+        // The handler may still be running and reach its effect: the claim stays until its lease runs
+        // out, so that the next copy takes it over (fenced) rather than running beside it.
+        return { kind: 'failed', token, unprotected: false, error };
+      }
       return {
         kind: 'failed',
         token,
@@ -402,7 +450,7 @@ export class IdempotencyHandler {
         releaseError: await this.release(call, token, owner),
       };
     }
-    keepAlive.stop();
+    keepAlive?.stop();
 
     let stored: string | undefined;
     if (plan.policy.storeResult && result !== undefined) {
@@ -587,10 +635,15 @@ export class IdempotencyHandler {
     }
   }
 
-  private bounded<T>(promise: Promise<T>, ms: number): Promise<T> {
+  /** `promise`, or a rejection with `timeout()` after `ms` (a later settlement of `promise` is ignored). */
+  private bounded<T>(
+    promise: Promise<T>,
+    ms: number,
+    timeout: () => unknown = () => new Error(`timed out after ${ms} ms`),
+  ): Promise<T> {
     const { clock } = this.deps;
     return new Promise<T>((resolve, reject) => {
-      const timer = clock.setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+      const timer = clock.setTimeout(() => reject(timeout()), ms);
       promise.then(
         (value) => {
           clock.clearTimeout(timer);
@@ -635,7 +688,6 @@ export class IdempotencyHandler {
         new Error(`${label} asks for mode 'transactional' but the bound store has no transactions`),
       );
     }
-    this.warnShortTtl(policy, label);
     const plan: MethodPlan = {
       label,
       scope: scopeOf(runtime as HandlerMethod['ctor'], target.ctor, target.method, target.options),
@@ -646,16 +698,6 @@ export class IdempotencyHandler {
     };
     byMethod.set(target.method, plan);
     return plan;
-  }
-
-  private warnShortTtl(policy: ResolvedPolicy, where: string): void {
-    if (policy.ttlMs < REDELIVERY_HORIZON_MS) {
-      this.deps.logger.warn(
-        `${where}: ttlMs ${policy.ttlMs} is shorter than RocketMQ's redelivery horizon (${REDELIVERY_HORIZON_MS} ms); ` +
-          'a late redelivery would run again',
-        { ttlMs: policy.ttlMs },
-      );
-    }
   }
 }
 

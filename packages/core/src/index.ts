@@ -1,4 +1,5 @@
 /** @idempotent-mq/core: the engine, its decorator, ports, memory adapters and the inversify module. */
+export { type Backoff, backoffDelay, checkBackoff } from './backoff.js';
 export { BaseIdempotencyStore, type BaseIdempotencyStoreOptions } from './base-idempotency-store.js';
 export {
   type DeliveryInfo,
@@ -9,6 +10,7 @@ export {
   isDeliveryInfo,
 } from './context.js';
 export {
+  HandlerTimeoutError,
   IdempotencyError,
   type IdempotencyErrorCode,
   IdempotencyInFlightError,
@@ -25,6 +27,7 @@ export {
   ResultNotSerializableError,
   type StoreStep,
   StoreUnavailableError,
+  UnstorableTokenError,
 } from './errors.js';
 export { canonicalJson, fingerprint } from './fingerprint.js';
 export { IdempotencyModule, type IdempotencyModuleOptions } from './idempotency.module.js';
@@ -48,6 +51,11 @@ export {
   validateListenerOptions,
 } from './listener/message-listener.decorator.js';
 export {
+  failureBackoff,
+  SettlementPolicy,
+  type SettlementPolicyOptions,
+} from './listener/settlement-policy.js';
+export {
   MemoryIdempotencyCache,
   type MemoryIdempotencyCacheOptions,
 } from './memory/memory-idempotency-cache.js';
@@ -70,7 +78,6 @@ export {
   type IdempotencyMode,
   type IdempotencyPolicyOptions,
   type IdempotentOptions,
-  REDELIVERY_HORIZON_MS,
   validateIdempotentOptions,
   validatePolicy,
 } from './options.js';
@@ -92,6 +99,7 @@ export type {
   Settlement,
   SubscriptionSpec,
   TransportMessage,
+  TransportProfile,
 } from './ports/message-transport.js';
 export { scopeOf } from './scope.js';
 export { buildScope, canonicalKey, codePointLength, type IdempotencyKeyValue, tokenId } from './token.js';

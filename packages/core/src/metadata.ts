@@ -55,7 +55,7 @@ export function getIdempotentMethods(ctor: Ctor): ReadonlyMap<string | symbol, I
 
 /**
  * What a listener class decorator records (`@MessageListener`, or a transport's own such as
- * `@RocketMQListener`, which may add fields). The consumer group is part of the default scope.
+ * a transport's own listener decorator, which may add fields). The consumer group is part of the default scope.
  */
 export type MessageListenerMetadata = MessageListenerOptions & { readonly [option: string]: unknown };
 

@@ -8,15 +8,7 @@ import { MIN_KEY_LENGTH } from './token.js';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
-const HOUR = 60 * MINUTE;
-const DAY = 24 * HOUR;
-
-/**
- * How long RocketMQ keeps redelivering a message that keeps failing: the 16 default retry delays
- * (10s 30s 1m 2m … 10m 20m 30m 1h 2h), about 4 h 46 min. A record must outlive it.
- */
-export const REDELIVERY_HORIZON_MS =
-  10 * SECOND + 30 * SECOND + (1 + 2 + 3 + 4 + 5 + 6 + 7 + 8 + 9 + 10 + 20 + 30) * MINUTE + 3 * HOUR;
+const DAY = 24 * 60 * MINUTE;
 
 /** How a method's copies are run. */
 export type IdempotencyMode = 'auto' | 'transactional' | 'lease';
@@ -28,7 +20,8 @@ export type IdempotencyMode = 'auto' | 'transactional' | 'lease';
 export interface IdempotencyPolicyOptions {
   /**
    * How long a completed record is kept. Keep it longer than the broker may redeliver.
-   * @defaultValue 7 days (RocketMQ keeps messages 3 days and retries for ~4 h 46 min)
+   * (The listener registry warns at start-up when it is shorter than its transport's redelivery horizon.)
+   * @defaultValue 7 days
    */
   ttlMs?: number;
   /**
@@ -41,6 +34,28 @@ export interface IdempotencyPolicyOptions {
    * @defaultValue a third of `leaseMs`
    */
   keepAliveMs?: number;
+  /**
+   * Renew the lease while the handler runs, so that a slow live handler is not taken over. `false` for
+   * handlers that must never run past one lease: the handler is then given up on after `leaseMs`.
+   * @defaultValue `true`
+   */
+  keepAlive?: boolean;
+  /**
+   * The longest a handler may run. Past it the engine gives up on it: renewal stops (another copy may
+   * take the token over once the lease runs out, and this owner's late completion is refused), a
+   * transactional handler's transaction is rolled back, and the message fails with
+   * {@link HandlerTimeoutError} (the broker redelivers it). With `keepAlive: false` the bound is `leaseMs`.
+   * @defaultValue five times `leaseMs`
+   */
+  maxHandlerMs?: number;
+  /**
+   * How many times a transaction that failed on a deadlock, a serialization failure or a busy database
+   * (as the store's `isTransient` tells) is run again at once, with jitter, before the message goes back
+   * to the broker. Only what can be undone is rerun: the whole transaction in transactional mode, the
+   * claim alone in lease mode.
+   * @defaultValue 3
+   */
+  transientRetries?: number;
   /**
    * `transactional`: claim, handler and completion in one store transaction, handed over as `ctx.trx`.
    * `lease`: the claim commits first; for effects outside the store. `auto`: transactional when the
@@ -118,24 +133,26 @@ export interface IdempotentOptions<M = unknown> extends IdempotencyPolicyOptions
   attempt?: (message: M) => number | undefined;
 }
 
-/** Every policy option with its default filled in. */
-export type ResolvedPolicy = Required<Omit<IdempotencyPolicyOptions, 'keepAliveMs'>> & {
-  keepAliveMs: number;
-};
+/** Options whose defaults derive from `leaseMs`. */
+type Derived = 'keepAliveMs' | 'maxHandlerMs';
 
-export const DEFAULT_POLICY: Readonly<Required<Omit<IdempotencyPolicyOptions, 'keepAliveMs'>>> =
-  Object.freeze({
-    ttlMs: 7 * DAY,
-    leaseMs: MINUTE,
-    mode: 'auto',
-    onMissingKey: 'reject',
-    onConflict: 'reject',
-    onFailure: 'release',
-    onStoreUnavailable: 'failClosed',
-    storeResult: false,
-    maxKeyLength: 250,
-    cacheTimeoutMs: 100,
-  });
+/** Every policy option with its default filled in. */
+export type ResolvedPolicy = Required<IdempotencyPolicyOptions>;
+
+export const DEFAULT_POLICY: Readonly<Required<Omit<IdempotencyPolicyOptions, Derived>>> = Object.freeze({
+  ttlMs: 7 * DAY,
+  leaseMs: MINUTE,
+  keepAlive: true,
+  transientRetries: 3,
+  mode: 'auto',
+  onMissingKey: 'reject',
+  onConflict: 'reject',
+  onFailure: 'release',
+  onStoreUnavailable: 'failClosed',
+  storeResult: false,
+  maxKeyLength: 250,
+  cacheTimeoutMs: 100,
+});
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const ENUMS: Record<string, readonly string[]> = {
@@ -154,14 +171,18 @@ export function validatePolicy(options: IdempotencyPolicyOptions, where: string)
   integer(options.keepAliveMs, name('keepAliveMs'), 1, MAX_TIMER_MS);
   integer(options.maxKeyLength, name('maxKeyLength'), MIN_KEY_LENGTH, 10_000);
   integer(options.cacheTimeoutMs, name('cacheTimeoutMs'), 1, 60_000);
+  integer(options.maxHandlerMs, name('maxHandlerMs'), 10, MAX_TIMER_MS);
+  integer(options.transientRetries, name('transientRetries'), 0, 10);
   for (const [option, accepted] of Object.entries(ENUMS)) {
     const value = (options as Record<string, unknown>)[option];
     if (value !== undefined && !accepted.includes(value as string)) {
       throw new InvalidOptionError(name(option), `one of ${accepted.map((a) => `'${a}'`).join(', ')}`, value);
     }
   }
-  if (options.storeResult !== undefined && typeof options.storeResult !== 'boolean') {
-    throw new InvalidOptionError(name('storeResult'), 'a boolean', options.storeResult);
+  for (const option of ['storeResult', 'keepAlive'] as const) {
+    if (options[option] !== undefined && typeof options[option] !== 'boolean') {
+      throw new InvalidOptionError(name(option), 'a boolean', options[option]);
+    }
   }
   if (
     options.keepAliveMs !== undefined &&
@@ -226,9 +247,14 @@ export function resolvePolicy(...layers: IdempotencyPolicyOptions[]): ResolvedPo
   for (const layer of layers) {
     for (const [k, v] of Object.entries(layer)) if (v !== undefined && k in DEFAULT_POLICY) merged[k] = v;
   }
-  const policy = merged as Required<Omit<IdempotencyPolicyOptions, 'keepAliveMs'>>;
-  const keepAlive = layers.reduce<number | undefined>((acc, l) => l.keepAliveMs ?? acc, undefined);
-  const resolved = { ...policy, keepAliveMs: keepAlive ?? Math.max(1, Math.floor(policy.leaseMs / 3)) };
+  const policy = merged as Required<Omit<IdempotencyPolicyOptions, Derived>>;
+  const last = (option: Derived) =>
+    layers.reduce<number | undefined>((acc, l) => l[option] ?? acc, undefined);
+  const resolved: ResolvedPolicy = {
+    ...policy,
+    keepAliveMs: last('keepAliveMs') ?? Math.max(1, Math.floor(policy.leaseMs / 3)),
+    maxHandlerMs: last('maxHandlerMs') ?? Math.min(MAX_TIMER_MS, 5 * policy.leaseMs),
+  };
   if (resolved.keepAliveMs >= resolved.leaseMs) {
     throw new InvalidOptionError(
       'keepAliveMs',

@@ -35,6 +35,8 @@ export interface IdempotencyOutcome {
   readonly record?: IdempotencyRecord;
   /** Why it `failed` (the handler's own error, rethrown as is), or the conflict error. */
   readonly error?: unknown;
+  /** How many times the transaction was rerun at once after a transient failure (a deadlock), if any. */
+  readonly transientRetries?: number;
   /** A failed release after a failed handler: the claim stays until its lease expires. */
   readonly releaseError?: unknown;
 }

@@ -4,7 +4,7 @@
 import { hash } from 'node:crypto';
 import type { TokenRef } from './ports/idempotency-store.js';
 
-/** What a key function may return. An array (RocketMQ's `keys`) is joined canonically. */
+/** What a key function may return. An array (a broker's message keys) is joined canonically. */
 export type IdempotencyKeyValue = string | readonly string[] | undefined | null;
 
 /** Either the canonical key, or why there is none. */

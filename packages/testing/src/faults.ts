@@ -93,6 +93,10 @@ export class FaultyStore<Tx = unknown> implements IdempotencyStore<Tx> {
   purgeExpired(options?: { readonly batchSize?: number }): Promise<number> {
     return this.inner.purgeExpired(options);
   }
+
+  isTransient(error: unknown): boolean {
+    return this.inner.isTransient?.(error) ?? false;
+  }
 }
 
 /** A cache that forwards to `inner`, with faults on demand. */

@@ -3,7 +3,13 @@
  * dead-letter queue, and seeded fault injection for each way a real broker duplicates a message. The
  * embedded default transport of the demo, and the broker of the end-to-end tests.
  */
-import type { MessageTransport, Settlement, SubscriptionSpec, TransportMessage } from '@idempotent-mq/core';
+import type {
+  MessageTransport,
+  Settlement,
+  SubscriptionSpec,
+  TransportMessage,
+  TransportProfile,
+} from '@idempotent-mq/core';
 import { InvalidOptionError } from '@idempotent-mq/core';
 
 /** Probabilities (0 to 1) of each cause of duplicates. All off by default. */
@@ -23,14 +29,23 @@ export interface InMemoryBrokerOptions {
   readonly faults?: Partial<BrokerFaults>;
   /** Seeds the fault injection, so a run can be replayed. @defaultValue 1 */
   readonly seed?: number;
-  /** How long a message whose consumer went silent stays invisible. @defaultValue 200 ms */
+  /**
+   * How long a delivered message stays invisible without word from its consumer: a transport renews it
+   * while its handler runs; a consumer that dies (or crashes, or loses its ack) stops renewing, and the
+   * message comes back this long after. @defaultValue 200 ms
+   */
   readonly visibilityTimeoutMs?: number;
+  /**
+   * Deliveries after which the broker dead-letters a message by itself, as a real broker does (crashes
+   * and failures count; waits do not). @defaultValue 17
+   */
+  readonly maxDeliveries?: number;
   /** The most messages handed to one `handle` call. @defaultValue 8 */
   readonly batchSize?: number;
 }
 
-/** How a delivery came about. */
-export type DeliveryCause = 'first' | 'resend' | 'retry' | 'lostAck' | 'rebalance' | 'crash';
+/** How a delivery came about (`wait`: after a retry that spent no attempt). */
+export type DeliveryCause = 'first' | 'resend' | 'retry' | 'wait' | 'lostAck' | 'rebalance' | 'crash';
 
 export interface DeadLetter {
   readonly consumerGroup: string;
@@ -53,7 +68,8 @@ interface Entry {
   readonly stored: Stored;
   attempts: number;
   visibleAt: number;
-  inFlight: number;
+  /** Deliveries in flight, by id, with the time their consumer must renew them by. */
+  readonly live: Map<number, number>;
   done: boolean;
   /** Why it is visible again, for the statistics of its next delivery. */
   cause: DeliveryCause;
@@ -87,6 +103,7 @@ export class InMemoryBroker {
     first: 0,
     resend: 0,
     retry: 0,
+    wait: 0,
     lostAck: 0,
     rebalance: 0,
     crash: 0,
@@ -95,13 +112,18 @@ export class InMemoryBroker {
   stored = 0;
   private readonly faults: BrokerFaults;
   private readonly random: () => number;
-  private readonly visibilityTimeoutMs: number;
+  /** @internal */
+  readonly visibilityTimeoutMs: number;
+  private readonly maxDeliveries: number;
   readonly batchSize: number;
+  /** What the broker brings to the settlement policy. */
+  readonly profile: TransportProfile;
   private readonly topics = new Map<string, Stored[]>();
   private readonly groups = new Map<string, Group>();
   private readonly dead: DeadLetter[] = [];
   private readonly waiters = new Set<() => void>();
   private nextId = 1;
+  private nextDelivery = 1;
 
   constructor(options: InMemoryBrokerOptions = {}) {
     this.faults = { ...FAULTS_OFF, ...options.faults };
@@ -112,6 +134,16 @@ export class InMemoryBroker {
     this.random = seededRandom(options.seed ?? 1);
     this.visibilityTimeoutMs = positive(options.visibilityTimeoutMs ?? 200, 'visibilityTimeoutMs');
     this.batchSize = positive(options.batchSize ?? 8, 'batchSize');
+    this.maxDeliveries = positive(options.maxDeliveries ?? 17, 'maxDeliveries');
+    this.profile = Object.freeze({
+      broker: 'the in-memory broker',
+      defaultMaxAttempts: this.maxDeliveries,
+      maxAttempts: this.maxDeliveries,
+      maxRetryDelayMs: 2 ** 31 - 1,
+      // It redelivers only on a consumer's word or silence: no schedule of its own to outlive.
+      redeliveryHorizonMs: 0,
+      checkListener: () => undefined,
+    });
   }
 
   /** Publishes a message; returns its id (a resent copy, if the fault fires, gets another). */
@@ -159,7 +191,7 @@ export class InMemoryBroker {
     let n = 0;
     for (const group of this.groups.values()) {
       if (consumerGroup && group.name !== consumerGroup) continue;
-      n += group.entries.filter((e) => !e.done).length;
+      for (const e of group.entries) if (!e.done) n++;
     }
     return n;
   }
@@ -185,24 +217,23 @@ export class InMemoryBroker {
   }
 
   /** @internal Takes up to `max` deliverable messages of the group that match the filter. */
-  take(
-    group: Group,
-    filter: string,
-    max: number,
-    maxAttempts: number,
-  ): { entry: Entry; message: TransportMessage; crash: boolean }[] {
+  take(group: Group, filter: string, max: number): Delivery[] {
     const now = Date.now();
-    const taken: { entry: Entry; message: TransportMessage; crash: boolean }[] = [];
+    const taken: Delivery[] = [];
     for (const entry of group.entries) {
       if (taken.length >= max) break;
       if (entry.done) continue;
+      this.expireDead(entry, now);
       const rebalance = entry.rebalanceDue;
-      if (!rebalance && (entry.inFlight > 0 || entry.visibleAt > now)) continue;
+      if (!rebalance && (entry.live.size > 0 || entry.visibleAt > now)) continue;
       if (!matches(filter, entry.stored.tag)) {
         entry.done = true; // not for this group's subscription, as a broker filters it out
         continue;
       }
-      if (!rebalance && entry.attempts >= maxAttempts) {
+      const cause: DeliveryCause = rebalance ? 'rebalance' : entry.cause;
+      // A rebalance copy and a wait's redelivery spend no attempt; every other delivery does.
+      const spends = cause !== 'rebalance' && cause !== 'wait';
+      if (spends && entry.attempts >= this.maxDeliveries) {
         this.deadLetter(
           group,
           entry,
@@ -212,37 +243,55 @@ export class InMemoryBroker {
         continue;
       }
       if (rebalance) entry.rebalanceDue = false;
-      else entry.attempts++;
-      entry.inFlight++;
-      const cause: DeliveryCause = rebalance ? 'rebalance' : entry.cause;
+      if (spends) entry.attempts++;
+      const id = this.nextDelivery++;
+      entry.live.set(id, now + this.visibilityTimeoutMs);
       this.deliveries[cause]++;
       if (!rebalance && this.roll('rebalance')) entry.rebalanceDue = true;
-      taken.push({ entry, message: messageOf(entry), crash: this.roll('crash') });
+      taken.push({ id, entry, message: messageOf(entry), crash: this.roll('crash') });
     }
     return taken;
   }
 
-  /** @internal Applies what the consumer said of one delivery. */
-  settle(
-    group: Group,
-    entry: Entry,
-    message: TransportMessage,
-    settlement: Settlement | undefined,
-    crashed: boolean,
-  ): void {
-    entry.inFlight--;
-    if (entry.done) return;
-    if (crashed || settlement === undefined) {
+  /** @internal Keeps a delivery invisible for another visibility timeout; false once it is stale. */
+  renew(delivery: Delivery): boolean {
+    const { entry, id } = delivery;
+    if (entry.done || !entry.live.has(id)) return false;
+    entry.live.set(id, Date.now() + this.visibilityTimeoutMs);
+    return true;
+  }
+
+  /**
+   * @internal Applies what the consumer said of one delivery. A stale delivery (its consumer fell
+   * silent past the visibility timeout and the message went to another) is ignored, as a broker refuses
+   * an expired receipt handle.
+   */
+  settle(group: Group, delivery: Delivery, settlement: Settlement | undefined): void {
+    const { entry, message } = delivery;
+    if (!entry.live.delete(delivery.id) || entry.done) return;
+    if (delivery.crash || settlement === undefined) {
       this.hideFor(entry, this.visibilityTimeoutMs, 'crash');
     } else if (settlement.action === 'ack') {
       if (this.roll('lostAck')) this.hideFor(entry, this.visibilityTimeoutMs, 'lostAck');
       else entry.done = true;
     } else if (settlement.action === 'retry') {
-      this.hideFor(entry, settlement.delayMs, 'retry');
+      this.hideFor(entry, settlement.delayMs, settlement.countsAsAttempt ? 'retry' : 'wait');
     } else {
       this.deadLetter(group, entry, message, settlement.reason);
     }
     this.wake();
+  }
+
+  /** Deliveries whose consumer stopped renewing them are over: the message is up for redelivery. */
+  private expireDead(entry: Entry, now: number): void {
+    for (const [id, until] of entry.live) {
+      if (until > now) continue;
+      entry.live.delete(id);
+      if (entry.live.size === 0 && entry.visibleAt <= now) {
+        entry.visibleAt = now;
+        entry.cause = 'crash';
+      }
+    }
   }
 
   /** @internal Resolves on the next change, or after `ms`. */
@@ -261,7 +310,11 @@ export class InMemoryBroker {
   /** @internal The soonest time a not-yet-visible message of the group becomes visible. */
   nextVisible(group: Group): number {
     let next = Number.POSITIVE_INFINITY;
-    for (const e of group.entries) if (!e.done && e.inFlight === 0 && e.visibleAt < next) next = e.visibleAt;
+    for (const e of group.entries) {
+      if (e.done) continue;
+      for (const until of e.live.values()) if (until < next) next = until;
+      if (e.live.size === 0 && e.visibleAt < next) next = e.visibleAt;
+    }
     return next;
   }
 
@@ -286,12 +339,27 @@ export class InMemoryBroker {
   }
 }
 
+/** One delivery of a message to a consumer. */
+interface Delivery {
+  readonly id: number;
+  readonly entry: Entry;
+  readonly message: TransportMessage;
+  /** The crash fault fired: its settlement will never reach the broker. */
+  readonly crash: boolean;
+}
+
 /** One consumer's connection to an {@link InMemoryBroker}. */
 export class InMemoryTransport implements MessageTransport {
   private readonly pumps: Promise<void>[] = [];
   private running = true;
+  private killed = false;
 
   constructor(private readonly broker: InMemoryBroker) {}
+
+  /** The broker's profile. */
+  get profile(): TransportProfile {
+    return this.broker.profile;
+  }
 
   async subscribe(spec: SubscriptionSpec): Promise<void> {
     if (!this.running) throw new Error('this transport is stopped');
@@ -303,32 +371,55 @@ export class InMemoryTransport implements MessageTransport {
     await Promise.all(this.pumps);
   }
 
+  /**
+   * The consumer dies on the spot, as a process killed with SIGKILL: it receives nothing more, renews
+   * nothing, and no settlement of its handlers in flight reaches the broker (they are redelivered after
+   * the visibility timeout). The handlers themselves are not stopped: in a killed process they would
+   * simply vanish; here they run on, unheard.
+   */
+  kill(): void {
+    this.killed = true;
+    this.running = false;
+  }
+
   /** Receives and handles until stopped; handlers in flight finish and settle before it returns. */
   private async pump(spec: SubscriptionSpec): Promise<void> {
     const broker = this.broker;
     const group = broker.group(spec.topic, spec.consumerGroup);
     const filter = spec.filter ?? '*';
     const inFlight = new Set<Promise<void>>();
+    // Deliveries being handled: they count against the concurrency and are kept invisible.
+    const held = new Set<Delivery>();
+    // Keeps what is being handled invisible, however long the handler runs.
+    const renewal = setInterval(
+      () => {
+        if (!this.killed) for (const d of held) broker.renew(d);
+      },
+      Math.max(1, Math.floor(broker.visibilityTimeoutMs / 3)),
+    );
     while (this.running) {
-      const room = Math.min(broker.batchSize, spec.concurrency - inFlight.size);
-      const batch = room > 0 ? broker.take(group, filter, room, spec.maxAttempts) : [];
+      const room = Math.min(broker.batchSize, spec.concurrency - held.size);
+      const batch = room > 0 ? broker.take(group, filter, room) : [];
       if (batch.length === 0) {
         const wait = Math.max(1, Math.min(50, broker.nextVisible(group) - Date.now()));
         await broker.changed(wait);
         continue;
       }
+      for (const d of batch) held.add(d);
       const work = spec
         .handle(batch.map((b) => b.message))
         .catch(() => [] as Settlement[])
         .then((settlements) => {
-          batch.forEach((b, i) => {
-            broker.settle(group, b.entry, b.message, settlements[i], b.crash);
-          });
+          for (const [i, d] of batch.entries()) {
+            held.delete(d);
+            if (!this.killed) broker.settle(group, d, settlements[i]);
+          }
         });
       const tracked = work.finally(() => inFlight.delete(tracked));
       inFlight.add(tracked);
     }
-    await Promise.all(inFlight);
+    if (!this.killed) await Promise.all(inFlight);
+    clearInterval(renewal);
   }
 }
 
@@ -337,7 +428,7 @@ function entryOf(stored: Stored): Entry {
     stored,
     attempts: 0,
     visibleAt: 0,
-    inFlight: 0,
+    live: new Map(),
     done: false,
     cause: stored.resent ? 'resend' : 'first',
     rebalanceDue: false,

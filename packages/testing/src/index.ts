@@ -12,3 +12,4 @@ export {
   seededRandom,
 } from './in-memory-broker.js';
 export { describeStoreContract, type StoreContractHarness } from './store-contract.js';
+export { describeTransportContract, type TransportContractHarness } from './transport-contract.js';

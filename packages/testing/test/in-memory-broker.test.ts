@@ -48,7 +48,9 @@ describe('InMemoryBroker', () => {
     await t.subscribe(
       spec((m) => {
         times.push(Date.now());
-        return m.deliveryAttempt < 3 ? { action: 'retry', delayMs: 30, reason: 'later' } : { action: 'ack' };
+        return m.deliveryAttempt < 3
+          ? { action: 'retry', delayMs: 30, countsAsAttempt: true, reason: 'later' }
+          : { action: 'ack' };
       }),
     );
     broker.publish('T', { keys: ['k'], body: 1 });
@@ -96,11 +98,11 @@ describe('InMemoryBroker', () => {
     expect(two.deliveries.resend).toBe(one.deliveries.resend);
   });
 
-  it('a consumer that keeps crashing has its message dead-lettered by the broker after maxAttempts', async () => {
-    const broker = new InMemoryBroker({ visibilityTimeoutMs: 5, faults: { crash: 1 } });
+  it('a consumer that keeps crashing has its message dead-lettered by the broker after maxDeliveries', async () => {
+    const broker = new InMemoryBroker({ visibilityTimeoutMs: 5, maxDeliveries: 3, faults: { crash: 1 } });
     const t = broker.connect();
     let calls = 0;
-    await t.subscribe(spec(() => ack(() => calls++), { maxAttempts: 3 }));
+    await t.subscribe(spec(() => ack(() => calls++)));
     broker.publish('T', { keys: ['k'], body: 1 });
     await broker.idle(2_000);
     await t.stop();

@@ -1,13 +1,13 @@
 /**
  * The listener registry: at start-up it finds the `@MessageListener` classes among the container's
- * bindings, checks the wiring (one error listing every offender), and subscribes each through the bound
- * transport. Each received batch runs through the engine (the path of a direct call, with one cache round
- * trip for the batch's duplicates), and each outcome becomes a settlement: processed or duplicate → ack; in flight → retry soon; failed →
- * retry with backoff; poison or past `maxAttempts` → dead letter.
+ * bindings, checks the wiring against the engine and the transport's profile (one error listing every
+ * offender), and subscribes each through the bound transport. Each received batch runs through the
+ * engine (the path of a direct call, with one cache round trip for the batch's duplicates), and the
+ * {@link SettlementPolicy} turns each outcome into a settlement the transport carries out.
  */
 import type { Container, Newable, ServiceIdentifier } from 'inversify';
 import { deliveryInfo } from '../context.js';
-import { IdempotencyError, InvalidOptionError, ListenerWiringError } from '../errors.js';
+import { ListenerWiringError } from '../errors.js';
 import type { Execution, HandlerMethod, IdempotencyHandler } from '../idempotency-handler.js';
 import {
   getHandlerMethod,
@@ -15,34 +15,34 @@ import {
   getMessageListener,
   type MessageListenerMetadata,
 } from '../metadata.js';
-import type { MessageTransport, Settlement, TransportMessage } from '../ports/message-transport.js';
+import type { IdempotencyLogger } from '../ports/logger.js';
+import type {
+  MessageTransport,
+  Settlement,
+  TransportMessage,
+  TransportProfile,
+} from '../ports/message-transport.js';
 import { scopeOf } from '../scope.js';
-import { IDEMPOTENCY_CACHE, IDEMPOTENCY_HANDLER, IDEMPOTENCY_STORE, MESSAGE_TRANSPORT } from '../tokens.js';
+import {
+  IDEMPOTENCY_CACHE,
+  IDEMPOTENCY_CLOCK,
+  IDEMPOTENCY_HANDLER,
+  IDEMPOTENCY_LOGGER,
+  IDEMPOTENCY_STORE,
+  MESSAGE_TRANSPORT,
+} from '../tokens.js';
 import { classBindings } from './binding-discovery.js';
 import { DEFAULT_LISTENER, validateListenerOptions } from './message-listener.decorator.js';
+import { failureBackoff, SettlementPolicy, type SettlementPolicyOptions } from './settlement-policy.js';
 
-/** Options of a {@link ListenerRegistry}. */
-export interface ListenerRegistryOptions {
+/** Options of a {@link ListenerRegistry}: its settlement policy's, and the listeners it expects. */
+export interface ListenerRegistryOptions extends SettlementPolicyOptions {
   /**
    * Listener classes the application expects. Each must be bound in the container; one that is not is
    * reported at start-up (classes found among the bindings are subscribed either way).
    * @defaultValue none
    */
   readonly listeners?: readonly Newable[];
-  /**
-   * Delay of the first retry of a failed delivery; it doubles each attempt, with ±20% jitter.
-   * @defaultValue 1000 ms
-   */
-  readonly retryBaseDelayMs?: number;
-  /** @defaultValue 60 000 ms */
-  readonly retryMaxDelayMs?: number;
-  /**
-   * Delay before a copy that met another copy in flight is delivered again.
-   * @defaultValue 1000 ms
-   */
-  readonly inFlightDelayMs?: number;
-  /** Randomness for the backoff jitter (tests pass a seeded one). @defaultValue `Math.random` */
-  readonly random?: () => number;
 }
 
 /** One subscribed listener, as the registry reports it. */
@@ -52,6 +52,8 @@ export interface ListenerSubscription {
   readonly topic: string;
   readonly consumerGroup: string;
   readonly scope: string;
+  /** Attempts before a failing message is dead-lettered (the listener's, else the transport's default). */
+  readonly maxAttempts: number;
 }
 
 interface Planned {
@@ -61,41 +63,20 @@ interface Planned {
   readonly method: string;
   readonly target: HandlerMethod;
   readonly scope: string;
+  readonly maxAttempts: number;
 }
 
-/** Error codes that a redelivery cannot fix: dead-letter at once rather than retry 16 times. */
-const POISON = new Set([
-  'MISSING_KEY',
-  'KEY_FUNCTION_FAILED',
-  'PAYLOAD_NOT_SERIALIZABLE',
-  'PAYLOAD_CONFLICT',
-]);
-
 export class ListenerRegistry {
-  private readonly options: Required<Omit<ListenerRegistryOptions, 'listeners'>> & {
-    listeners: readonly Newable[];
-  };
   private transport: MessageTransport | undefined;
   private planned: Planned[] = [];
   private state: 'idle' | 'started' | 'stopped' = 'idle';
 
+  /** Checks the registry's own options now; the wiring is checked by {@link ListenerRegistry.start}. */
   constructor(
     private readonly container: Container,
-    options: ListenerRegistryOptions = {},
+    private readonly options: ListenerRegistryOptions = {},
   ) {
-    this.options = {
-      listeners: options.listeners ?? [],
-      retryBaseDelayMs: options.retryBaseDelayMs ?? 1000,
-      retryMaxDelayMs: options.retryMaxDelayMs ?? 60_000,
-      inFlightDelayMs: options.inFlightDelayMs ?? 1000,
-      random: options.random ?? Math.random,
-    };
-    for (const option of ['retryBaseDelayMs', 'retryMaxDelayMs', 'inFlightDelayMs'] as const) {
-      const value = this.options[option];
-      if (!Number.isInteger(value) || value < 0 || value > 2 ** 31 - 1) {
-        throw new InvalidOptionError(`ListenerRegistry.${option}`, 'an integer from 0 to 2147483647', value);
-      }
-    }
+    failureBackoff(options, 'ListenerRegistry');
   }
 
   /** What {@link ListenerRegistry.start} subscribed. */
@@ -106,6 +87,7 @@ export class ListenerRegistry {
       topic: p.metadata.topic,
       consumerGroup: p.metadata.consumerGroup,
       scope: p.scope,
+      maxAttempts: p.maxAttempts,
     }));
   }
 
@@ -129,22 +111,27 @@ export class ListenerRegistry {
     }
     if (offenders.length > 0) throw new ListenerWiringError(offenders);
 
-    this.transport = this.container.get(MESSAGE_TRANSPORT);
+    const transport = this.container.get(MESSAGE_TRANSPORT);
     const engine = this.container.get(IDEMPOTENCY_HANDLER);
+    const policy = new SettlementPolicy(
+      this.options,
+      transport.profile,
+      this.container.get(IDEMPOTENCY_CLOCK),
+    );
+    this.warnShortRetention(engine, policy, transport, planned);
+    this.transport = transport;
     this.planned = planned;
     this.state = 'started';
     for (const p of planned) {
       const instance = instances.get(p);
-      const concurrency = p.metadata.concurrency ?? DEFAULT_LISTENER.concurrency;
-      const maxAttempts = p.metadata.maxAttempts ?? DEFAULT_LISTENER.maxAttempts;
-      await this.transport.subscribe({
+      await transport.subscribe({
         topic: p.metadata.topic,
         consumerGroup: p.metadata.consumerGroup,
         filter: p.metadata.filter ?? DEFAULT_LISTENER.filter,
-        concurrency,
-        maxAttempts,
+        concurrency: p.metadata.concurrency ?? DEFAULT_LISTENER.concurrency,
+        maxAttempts: p.maxAttempts,
         listener: p.metadata,
-        handle: (messages) => this.handleBatch(engine, p, instance, messages, maxAttempts),
+        handle: (messages) => this.handleBatch(engine, policy, p, instance, messages),
       });
     }
   }
@@ -163,10 +150,10 @@ export class ListenerRegistry {
    */
   private async handleBatch(
     engine: IdempotencyHandler,
+    policy: SettlementPolicy,
     p: Planned,
     instance: unknown,
     messages: readonly TransportMessage[],
-    maxAttempts: number,
   ): Promise<Settlement[]> {
     const attempts = messages.map((m) => Math.max(1, m.deliveryAttempt));
     try {
@@ -174,46 +161,60 @@ export class ListenerRegistry {
         p.target,
         instance,
         messages,
-        attempts.map((attempt) => deliveryInfo({ attempt, maxAttempts })),
+        attempts.map((attempt) => deliveryInfo({ attempt, maxAttempts: p.maxAttempts })),
       );
-      return outcomes.map((o, i) => this.settlementOf(o, attempts[i] as number, maxAttempts));
+      return outcomes.map((o, i) => policy.settle(o, attempts[i] as number, p.maxAttempts));
     } catch (error) {
       // Only a bug can get here (the engine reports failures as outcomes); never lose the batch over it.
-      const reason = `the engine failed: ${String(error)}`;
-      return messages.map(() => ({ action: 'retry', delayMs: this.options.retryMaxDelayMs, reason }));
+      return messages.map(() => policy.bug(error));
     }
   }
 
-  /** What the transport must do with a message, from its outcome. */
-  private settlementOf(outcome: Execution, attempt: number, maxAttempts: number): Settlement {
-    switch (outcome.kind) {
-      case 'processed':
-      case 'takeover':
-      case 'duplicate':
-        return { action: 'ack' };
-      case 'inFlight':
-        return {
-          action: 'retry',
-          delayMs: this.options.inFlightDelayMs,
-          reason: 'another copy is in flight',
-        };
-      default: {
-        const error = outcome.error;
-        const reason =
-          error instanceof Error ? `${error.name}: ${error.message}` : `thrown: ${String(error)}`;
-        if (error instanceof IdempotencyError && POISON.has(error.code))
-          return { action: 'deadLetter', reason };
-        if (attempt >= maxAttempts)
-          return { action: 'deadLetter', reason: `failed ${attempt} times; last: ${reason}` };
-        return { action: 'retry', delayMs: this.backoff(attempt), reason };
+  /**
+   * A completed token must outlive every redelivery of its message: warns, once per handler, when its
+   * retention is shorter than the transport's redelivery horizon or the failure retries' own.
+   */
+  private warnShortRetention(
+    engine: IdempotencyHandler,
+    policy: SettlementPolicy,
+    transport: MessageTransport,
+    planned: readonly Planned[],
+  ): void {
+    const logger = this.container.isBound(IDEMPOTENCY_LOGGER)
+      ? this.container.get<IdempotencyLogger>(IDEMPOTENCY_LOGGER)
+      : undefined;
+    for (const p of planned) {
+      const { ttlMs } = engine.policyOf(p.target);
+      const horizon = Math.max(transport.profile.redeliveryHorizonMs, policy.horizonMs(p.maxAttempts));
+      if (ttlMs < horizon) {
+        logger?.warn(
+          `${p.ctor.name}.${p.method}: ttlMs ${ttlMs} is shorter than the time ${transport.profile.broker} ` +
+            `may redeliver its messages (${horizon} ms); a late redelivery would run again`,
+          { ttlMs, horizonMs: horizon },
+        );
       }
     }
   }
 
-  private backoff(attempt: number): number {
-    const { retryBaseDelayMs, retryMaxDelayMs, random } = this.options;
-    const exponential = Math.min(retryMaxDelayMs, retryBaseDelayMs * 2 ** Math.min(attempt - 1, 30));
-    return Math.round(exponential * (0.8 + 0.4 * random()));
+  /** The bound transport's profile; what is wrong with it goes to `offenders`. */
+  private transportProfile(offenders: string[]): TransportProfile | undefined {
+    if (!this.container.isBound(MESSAGE_TRANSPORT)) return undefined;
+    let transport: MessageTransport;
+    try {
+      transport = this.container.get(MESSAGE_TRANSPORT);
+    } catch (error) {
+      offenders.push(`the transport cannot be resolved from the container: ${(error as Error).message}`);
+      return undefined;
+    }
+    const profile = (transport as Partial<MessageTransport> | undefined)?.profile;
+    if (typeof profile?.checkListener !== 'function' || !(profile.defaultMaxAttempts >= 1)) {
+      offenders.push(
+        'the bound transport has no profile (MessageTransport.profile: its broker, attempts, delays and ' +
+          'listener rules): implement it',
+      );
+      return undefined;
+    }
+    return profile;
   }
 
   /** Finds the listeners and everything wrong with the wiring. */
@@ -229,8 +230,9 @@ export class ListenerRegistry {
       if (!c.isBound(id)) offenders.push(what);
     }
 
+    const profile = this.transportProfile(offenders);
     const bindings = classBindings(c);
-    for (const expected of this.options.listeners) {
+    for (const expected of this.options.listeners ?? []) {
       if (!bindings.some((b) => b.implementationType === expected)) {
         offenders.push(
           `${expected.name} is a listener the application expects, but it is not bound in the container`,
@@ -246,8 +248,17 @@ export class ListenerRegistry {
       seen.add(ctor);
       try {
         validateListenerOptions(metadata, ctor.name);
+        profile?.checkListener(metadata, ctor.name);
       } catch (error) {
         offenders.push((error as Error).message);
+        continue;
+      }
+      const maxAttempts = metadata.maxAttempts ?? profile?.defaultMaxAttempts ?? 1;
+      if (profile && maxAttempts > profile.maxAttempts) {
+        offenders.push(
+          `${ctor.name}.maxAttempts is ${maxAttempts}, but ${profile.broker} dead-letters after ` +
+            `${profile.maxAttempts} deliveries: lower it, or raise the broker's limit`,
+        );
         continue;
       }
       const methods = getIdempotentMethods(ctor);
@@ -265,9 +276,15 @@ export class ListenerRegistry {
       }
       const target = getHandlerMethod(ctor, method) as HandlerMethod;
       const scope = scopeOf(ctor, target.ctor, method, target.options);
-      planned.push({ id: serviceIdentifier, ctor, metadata, method, target, scope });
+      planned.push({ id: serviceIdentifier, ctor, metadata, method, target, scope, maxAttempts });
     }
 
+    if (planned.length === 0 && offenders.length === 0) {
+      offenders.push(
+        'no @MessageListener class is bound in this container, so nothing would be consumed: bind the ' +
+          'listener classes (container.bind(MyConsumer).toSelf()) before start()',
+      );
+    }
     for (const [i, a] of planned.entries()) {
       for (const b of planned.slice(i + 1)) {
         if (a.scope === b.scope) {

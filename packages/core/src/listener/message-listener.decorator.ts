@@ -7,12 +7,12 @@ import { type MessageListenerMetadata, setMessageListener } from '../metadata.js
 
 /** The options of `@MessageListener`. */
 export interface MessageListenerOptions {
-  /** The topic to consume. */
+  /** The topic to consume (a queue, a subject: the transport checks its broker's naming rules). */
   readonly topic: string;
   /** The consumer group: every group gets each message; within a group, one consumer handles it. */
   readonly consumerGroup: string;
   /**
-   * A tag expression (`'PAY'`, `'PAY || REFUND'`) or `'*'` for all.
+   * A filter in the broker's syntax (a tag expression such as `'PAY || REFUND'`), or `'*'` for all.
    * @defaultValue `'*'`
    */
   readonly filter?: string;
@@ -22,8 +22,9 @@ export interface MessageListenerOptions {
    */
   readonly concurrency?: number;
   /**
-   * Delivery attempts before a failing message is dead-lettered (RocketMQ's default: 16 retries + the first).
-   * @defaultValue 17
+   * Delivery attempts before a failing message is dead-lettered. Waits for another copy's claim never
+   * count. At most the transport's `profile.maxAttempts`.
+   * @defaultValue the transport's `profile.defaultMaxAttempts`
    */
   readonly maxAttempts?: number;
   /**
@@ -33,9 +34,14 @@ export interface MessageListenerOptions {
   readonly method?: string;
 }
 
-export const DEFAULT_LISTENER = Object.freeze({ filter: '*', concurrency: 8, maxAttempts: 17 });
+/** Listener defaults that belong to no broker; `maxAttempts` comes from the transport's profile. */
+export const DEFAULT_LISTENER = Object.freeze({ filter: '*', concurrency: 8 });
 
-/** Checks listener options; `where` names the class in the error. Used by transport decorators too. */
+/**
+ * Checks the broker-neutral listener options; `where` names the class in the error. Used by transport
+ * decorators too; the broker's own rules (names, its options) are its transport profile's
+ * `checkListener`, which the registry runs at start-up.
+ */
 export function validateListenerOptions(options: Partial<MessageListenerOptions>, where: string): void {
   const name = (o: string) => `${where}.${o}`;
   const text = (value: unknown, option: string, pattern: RegExp, accepted: string) => {
@@ -44,14 +50,8 @@ export function validateListenerOptions(options: Partial<MessageListenerOptions>
   };
   if (typeof options !== 'object' || options === null)
     throw new InvalidOptionError(where, 'an options object', options);
-  // RocketMQ's own rules for resource names: letters, digits, %, - and _, at most 127 characters.
-  text(options.topic, 'topic', /^[%\w-]{1,127}$/, 'a topic name of [A-Za-z0-9%_-], 1 to 127 characters');
-  text(
-    options.consumerGroup,
-    'consumerGroup',
-    /^[%\w-]{1,127}$/,
-    'a group name of [A-Za-z0-9%_-], 1 to 127 characters',
-  );
+  text(options.topic, 'topic', /\S/, 'a non-empty topic name');
+  text(options.consumerGroup, 'consumerGroup', /\S/, 'a non-empty consumer group name');
   if (options.filter !== undefined) text(options.filter, 'filter', /\S/, 'a non-empty filter expression');
   if (options.method !== undefined) text(options.method, 'method', /^\S+$/, 'a method name');
   for (const [option, max] of [

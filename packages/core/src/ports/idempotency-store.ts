@@ -94,4 +94,12 @@ export interface IdempotencyStore<Tx = unknown> {
   getMany(tokens: readonly TokenRef[]): Promise<(IdempotencyRecord | undefined)[]>;
   /** Deletes expired completed records in bounded batches; resolves to how many were deleted. */
   purgeExpired(options?: { readonly batchSize?: number }): Promise<number>;
+  /**
+   * Whether a failed transaction may pass if run again at once: a deadlock, a serialization failure, a
+   * busy database. `error` is what the transaction rejected with (a driver error thrown by the handler's
+   * own writes through `tx`, or one of the store's errors with the driver error as `cause`). The engine
+   * then reruns the whole transaction (claim, handler, completion) a bounded number of times before the
+   * message goes back to the broker. Absent: nothing is retried in place.
+   */
+  isTransient?(error: unknown): boolean;
 }
