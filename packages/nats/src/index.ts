@@ -1,0 +1,2 @@
+/** @idempotent-mq/nats: placeholder until the transport lands. */
+export {};

@@ -1,0 +1,2 @@
+/** @idempotent-mq/rabbitmq: placeholder until the transport lands. */
+export {};
