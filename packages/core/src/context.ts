@@ -1,5 +1,5 @@
 /** What a handler and a transport hand to each other around one call. */
-import type { TokenRef } from './ports/idempotency-store.js';
+import type { TokenRef } from './model/record.js';
 
 /** The second argument of an `@Idempotent` handler. */
 export interface IdempotencyContext<Tx = unknown> {

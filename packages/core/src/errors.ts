@@ -2,7 +2,7 @@
  * Every error the engine raises: one base with a stable `code`, subclasses named for what happened,
  * carrying the token and scope so that a log line tells which message it was.
  */
-import type { IdempotencyRecord, TokenRef } from './ports/idempotency-store.js';
+import type { IdempotencyRecord, TokenRef } from './model/record.js';
 
 /** Stable codes, safe to match on in metrics and alerts. */
 export type IdempotencyErrorCode =

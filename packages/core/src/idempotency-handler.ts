@@ -21,6 +21,8 @@ import {
   StoreUnavailableError,
 } from './errors.js';
 import { canonicalJson, fingerprint } from './fingerprint.js';
+import { canonicalKey, tokenId } from './idempotency-key.js';
+import type { HandlerMethod } from './model/handler-method.js';
 import {
   type IdempotencyPolicyOptions,
   type IdempotentOptions,
@@ -38,7 +40,8 @@ import type {
 } from './ports/idempotency-store.js';
 import type { IdempotencyLogger } from './ports/logger.js';
 import { scopeOf } from './scope.js';
-import { canonicalKey, tokenId } from './token.js';
+
+export type { HandlerMethod } from './model/handler-method.js';
 
 /** Everything the engine works with; the module builds it from the container's bindings. */
 export interface IdempotencyHandlerDeps {
@@ -48,18 +51,6 @@ export interface IdempotencyHandlerDeps {
   readonly logger: IdempotencyLogger;
   readonly defaults?: IdempotencyPolicyOptions;
   readonly listeners?: readonly OutcomeListener[];
-}
-
-/** One handler method, described for {@link IdempotencyHandler.execute}. */
-export interface HandlerMethod {
-  /** The class the method belongs to (its consumer group, if it is a listener, joins the default scope). */
-  readonly ctor: abstract new (
-    ...args: never[]
-  ) => unknown;
-  readonly method: string | symbol;
-  readonly options: IdempotentOptions<never>;
-  /** The undecorated method. */
-  readonly fn: (message: unknown, ctx: IdempotencyContext) => unknown;
 }
 
 /** What {@link IdempotencyHandler.execute} returns: the outcome, with the result to hand back. */

@@ -3,12 +3,12 @@
  * clock, console logger). Swap one by rebinding its token after loading the module.
  */
 import { ContainerModule } from 'inversify';
+import { ConsoleLogger } from './defaults/console-logger.js';
+import { SystemClock } from './defaults/system-clock.js';
 import { IdempotencyHandler } from './idempotency-handler.js';
 import { MemoryIdempotencyCache } from './memory/memory-idempotency-cache.js';
 import { MemoryIdempotencyStore } from './memory/memory-idempotency-store.js';
-import { type IdempotencyPolicyOptions, resolvePolicy, validatePolicy } from './options.js';
-import { SystemClock } from './ports/clock.js';
-import { ConsoleLogger } from './ports/logger.js';
+import { type IdempotencyModuleOptions, resolvePolicy, validatePolicy } from './options.js';
 import {
   IDEMPOTENCY_CACHE,
   IDEMPOTENCY_CLOCK,
@@ -19,8 +19,7 @@ import {
   IDEMPOTENCY_STORE,
 } from './tokens.js';
 
-/** Module-wide defaults for every `@Idempotent` method; a method's own options win. */
-export type IdempotencyModuleOptions = IdempotencyPolicyOptions;
+export type { IdempotencyModuleOptions } from './options.js';
 
 /**
  * Loads the engine into a container.

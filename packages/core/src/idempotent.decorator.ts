@@ -7,11 +7,9 @@ import { inject } from 'inversify';
 import type { IdempotencyContext } from './context.js';
 import { IdempotencyNotConfiguredError, InvalidOptionError } from './errors.js';
 import type { HandlerMethod, IdempotencyHandler } from './idempotency-handler.js';
-import { HANDLER_PROPERTY, setHandlerMethod } from './metadata.js';
+import { HANDLER_PROPERTY, markEngineInjected, setHandlerMethod } from './metadata.js';
 import { type IdempotentOptions, validateIdempotentOptions } from './options.js';
 import { IDEMPOTENCY_HANDLER } from './tokens.js';
-
-const ENGINE_INJECTED = Symbol.for('idempotent-mq:engine-injected');
 
 /** A method `@Idempotent` can decorate: `(message, ctx) => Promise<result>`. */
 // biome-ignore lint/suspicious/noExplicitAny: the context's transaction type is the store's, chosen by the user.
@@ -46,11 +44,8 @@ export function Idempotent<M>(options: IdempotentOptions<M>) {
     if (typeof original !== 'function') {
       throw new InvalidOptionError(`@Idempotent(${label})`, 'a method', original);
     }
-    if (!Reflect.hasOwnMetadata(ENGINE_INJECTED, ctor)) {
-      // Property injection: every instance the container creates receives its engine here.
-      inject(IDEMPOTENCY_HANDLER)(target, HANDLER_PROPERTY);
-      Reflect.defineMetadata(ENGINE_INJECTED, true, ctor);
-    }
+    // Property injection, once per class: every instance the container creates receives its engine here.
+    if (markEngineInjected(ctor)) inject(IDEMPOTENCY_HANDLER)(target, HANDLER_PROPERTY);
     const handlerMethod: HandlerMethod = {
       ctor,
       method,

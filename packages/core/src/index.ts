@@ -9,6 +9,8 @@ export {
   idempotentView,
   isDeliveryInfo,
 } from './context.js';
+export { ConsoleLogger } from './defaults/console-logger.js';
+export { SystemClock } from './defaults/system-clock.js';
 export {
   HandlerTimeoutError,
   IdempotencyError,
@@ -37,6 +39,13 @@ export {
   IdempotencyHandler,
   type IdempotencyHandlerDeps,
 } from './idempotency-handler.js';
+export {
+  buildScope,
+  canonicalKey,
+  codePointLength,
+  type IdempotencyKeyValue,
+  tokenId,
+} from './idempotency-key.js';
 export { Idempotent, type IdempotentMethod } from './idempotent.decorator.js';
 export { type ClassBinding, classBindings } from './listener/binding-discovery.js';
 export {
@@ -82,7 +91,7 @@ export {
   validatePolicy,
 } from './options.js';
 export type { DuplicateTier, IdempotencyOutcome, OutcomeKind, OutcomeListener } from './outcome.js';
-export { type Clock, SystemClock } from './ports/clock.js';
+export type { Clock } from './ports/clock.js';
 export type { CachedCompletion, IdempotencyCache } from './ports/idempotency-cache.js';
 export type {
   ClaimRequest,
@@ -93,7 +102,7 @@ export type {
   RecordStatus,
   TokenRef,
 } from './ports/idempotency-store.js';
-export { ConsoleLogger, type IdempotencyLogger } from './ports/logger.js';
+export type { IdempotencyLogger } from './ports/logger.js';
 export type {
   MessageTransport,
   Settlement,
@@ -102,7 +111,6 @@ export type {
   TransportProfile,
 } from './ports/message-transport.js';
 export { scopeOf } from './scope.js';
-export { buildScope, canonicalKey, codePointLength, type IdempotencyKeyValue, tokenId } from './token.js';
 export {
   IDEMPOTENCY_CACHE,
   IDEMPOTENCY_CLOCK,

@@ -3,12 +3,13 @@
  * (reflect-metadata), never in a process-global registry, so containers and tests stay apart.
  */
 import 'reflect-metadata';
-import type { HandlerMethod } from './idempotency-handler.js';
-import type { MessageListenerOptions } from './listener/message-listener.decorator.js';
+import type { MessageListenerMetadata } from './listener/listener-options.js';
+import type { HandlerMethod } from './model/handler-method.js';
 import type { IdempotentOptions } from './options.js';
 
 const MESSAGE_LISTENER = Symbol.for('idempotent-mq:message-listener');
 const IDEMPOTENT_HANDLERS = Symbol.for('idempotent-mq:idempotent-handlers');
+const ENGINE_INJECTED = Symbol.for('idempotent-mq:engine-injected');
 
 /** Where the container puts the engine on each instance it creates (inversify property injection). */
 export const HANDLER_PROPERTY: unique symbol = Symbol.for('idempotent-mq:handler');
@@ -53,11 +54,7 @@ export function getIdempotentMethods(ctor: Ctor): ReadonlyMap<string | symbol, I
   );
 }
 
-/**
- * What a listener class decorator records (`@MessageListener`, or a transport's own such as
- * a transport's own listener decorator, which may add fields). The consumer group is part of the default scope.
- */
-export type MessageListenerMetadata = MessageListenerOptions & { readonly [option: string]: unknown };
+export type { MessageListenerMetadata } from './listener/listener-options.js';
 
 /** Records listener metadata on a class (used by listener decorators). */
 export function setMessageListener(ctor: Ctor, metadata: MessageListenerMetadata): void {
@@ -67,4 +64,14 @@ export function setMessageListener(ctor: Ctor, metadata: MessageListenerMetadata
 /** The listener metadata of a class, if it is one. */
 export function getMessageListener(ctor: Ctor): MessageListenerMetadata | undefined {
   return Reflect.getMetadata(MESSAGE_LISTENER, ctor) as MessageListenerMetadata | undefined;
+}
+
+/**
+ * Records that the engine is property-injected into instances of `ctor` (its own classes, not its
+ * bases'); true the first time, when the caller must set the injection up.
+ */
+export function markEngineInjected(ctor: Ctor): boolean {
+  if (Reflect.hasOwnMetadata(ENGINE_INJECTED, ctor)) return false;
+  Reflect.defineMetadata(ENGINE_INJECTED, true, ctor);
+  return true;
 }

@@ -3,8 +3,8 @@
  * validated once, at start-up (decoration and module load), and an invalid one names itself.
  */
 import { InvalidOptionError } from './errors.js';
-import type { IdempotencyKeyValue } from './token.js';
-import { MIN_KEY_LENGTH } from './token.js';
+import type { IdempotencyKeyValue } from './idempotency-key.js';
+import { MIN_KEY_LENGTH } from './idempotency-key.js';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -104,6 +104,9 @@ export interface IdempotencyPolicyOptions {
    */
   cacheTimeoutMs?: number;
 }
+
+/** Module-wide defaults for every `@Idempotent` method; a method's own options win. */
+export type IdempotencyModuleOptions = IdempotencyPolicyOptions;
 
 /** The options of one `@Idempotent` method. */
 export interface IdempotentOptions<M = unknown> extends IdempotencyPolicyOptions {

@@ -2,7 +2,7 @@
  * What became of each message: one outcome per call, to the listeners bound to
  * `IDEMPOTENCY_OUTCOME_LISTENER`. The base for metrics and for transports' ack decisions.
  */
-import type { IdempotencyRecord, TokenRef } from './ports/idempotency-store.js';
+import type { IdempotencyRecord, TokenRef } from './model/record.js';
 
 /**
  * - `processed`: the handler ran and its effect committed;

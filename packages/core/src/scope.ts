@@ -1,7 +1,8 @@
 /** The key space of a handler: explicit, or `<consumer group>:<Class>.<method>`, always versioned. */
+
+import { buildScope } from './idempotency-key.js';
 import { getMessageListener } from './metadata.js';
 import type { IdempotentOptions } from './options.js';
-import { buildScope } from './token.js';
 
 type Ctor = abstract new (...args: never[]) => unknown;
 

@@ -3,8 +3,8 @@
  * `container.rebind(IDEMPOTENCY_STORE).toConstantValue(new KnexIdempotencyStore(knex))`.
  */
 import type { ServiceIdentifier } from 'inversify';
-import type { IdempotencyModuleOptions } from './idempotency.module.js';
 import type { IdempotencyHandler } from './idempotency-handler.js';
+import type { IdempotencyModuleOptions } from './options.js';
 import type { OutcomeListener } from './outcome.js';
 import type { Clock } from './ports/clock.js';
 import type { IdempotencyCache } from './ports/idempotency-cache.js';

@@ -8,7 +8,7 @@
 import type { Container, Newable, ServiceIdentifier } from 'inversify';
 import { deliveryInfo } from '../context.js';
 import { ListenerWiringError } from '../errors.js';
-import type { Execution, HandlerMethod, IdempotencyHandler } from '../idempotency-handler.js';
+import type { HandlerMethod, IdempotencyHandler } from '../idempotency-handler.js';
 import {
   getHandlerMethod,
   getIdempotentMethods,

@@ -3,36 +3,10 @@
  * the {@link ListenerRegistry} finds the class among the container's bindings and subscribes it.
  */
 import { InvalidOptionError } from '../errors.js';
-import { type MessageListenerMetadata, setMessageListener } from '../metadata.js';
+import { setMessageListener } from '../metadata.js';
+import type { MessageListenerMetadata, MessageListenerOptions } from './listener-options.js';
 
-/** The options of `@MessageListener`. */
-export interface MessageListenerOptions {
-  /** The topic to consume (a queue, a subject: the transport checks its broker's naming rules). */
-  readonly topic: string;
-  /** The consumer group: every group gets each message; within a group, one consumer handles it. */
-  readonly consumerGroup: string;
-  /**
-   * A filter in the broker's syntax (a tag expression such as `'PAY || REFUND'`), or `'*'` for all.
-   * @defaultValue `'*'`
-   */
-  readonly filter?: string;
-  /**
-   * How many messages this listener handles at once.
-   * @defaultValue 8
-   */
-  readonly concurrency?: number;
-  /**
-   * Delivery attempts before a failing message is dead-lettered. Waits for another copy's claim never
-   * count. At most the transport's `profile.maxAttempts`.
-   * @defaultValue the transport's `profile.defaultMaxAttempts`
-   */
-  readonly maxAttempts?: number;
-  /**
-   * The `@Idempotent` method that handles each message; needed only when the class has several.
-   * @defaultValue the class's only `@Idempotent` method
-   */
-  readonly method?: string;
-}
+export type { MessageListenerOptions } from './listener-options.js';
 
 /** Listener defaults that belong to no broker; `maxAttempts` comes from the transport's profile. */
 export const DEFAULT_LISTENER = Object.freeze({ filter: '*', concurrency: 8 });

@@ -1,9 +1,11 @@
 /** A bounded LRU of completed tokens with per-entry TTL: the default cache, and a local tier. */
+
+import { SystemClock } from '../defaults/system-clock.js';
 import { InvalidOptionError } from '../errors.js';
-import { type Clock, SystemClock } from '../ports/clock.js';
+import { tokenId } from '../idempotency-key.js';
+import type { TokenRef } from '../model/record.js';
+import type { Clock } from '../ports/clock.js';
 import type { CachedCompletion, IdempotencyCache } from '../ports/idempotency-cache.js';
-import type { TokenRef } from '../ports/idempotency-store.js';
-import { tokenId } from '../token.js';
 
 export interface MemoryIdempotencyCacheOptions {
   /** The most entries kept; the least recently used go first. @defaultValue 10 000 */

@@ -3,15 +3,16 @@
  * transactions whose claim, business writes and completion commit or roll back together.
  */
 import { BaseIdempotencyStore, type BaseIdempotencyStoreOptions } from '../base-idempotency-store.js';
+import { SystemClock } from '../defaults/system-clock.js';
 import { InvalidOptionError, LeaseLostError } from '../errors.js';
-import { type Clock, SystemClock } from '../ports/clock.js';
+import { tokenId } from '../idempotency-key.js';
+import type { Clock } from '../ports/clock.js';
 import type {
   ClaimRequest,
   CompleteRequest,
   IdempotencyRecord,
   TokenRef,
 } from '../ports/idempotency-store.js';
-import { tokenId } from '../token.js';
 
 /**
  * The transaction a memory store hands to handlers as `ctx.trx`. Register your own in-memory effects'

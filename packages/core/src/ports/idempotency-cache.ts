@@ -3,7 +3,7 @@
  * after the store has committed, and it never decides anything the store has not: a miss or an error
  * sends the message on to the store.
  */
-import type { TokenRef } from './idempotency-store.js';
+import type { TokenRef } from '../model/record.js';
 
 /** What the cache remembers of a completed token. */
 export interface CachedCompletion {

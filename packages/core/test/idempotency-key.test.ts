@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildScope, canonicalKey } from '../src/token.js';
+import { buildScope, canonicalKey } from '../src/idempotency-key.js';
 
 const key = (value: unknown, max = 250) => {
   const r = canonicalKey(value, max);

@@ -2,7 +2,7 @@
  * From what a key function returns to the stored key: canonical, collision-free, bounded in length.
  */
 import { hash } from 'node:crypto';
-import type { TokenRef } from './ports/idempotency-store.js';
+import type { TokenRef } from './model/record.js';
 
 /** What a key function may return. An array (a broker's message keys) is joined canonically. */
 export type IdempotencyKeyValue = string | readonly string[] | undefined | null;
