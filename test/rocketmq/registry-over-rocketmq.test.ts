@@ -2,7 +2,8 @@
  * End to end over RocketMQ: `@RocketMQListener` + `@Idempotent` consumers in two containers (one consumer
  * group), the real ListenerRegistry, RocketMQTransport on the real client, the gRPC test broker with its
  * faults on (duplicate sends, lost acks), a broker restart and a consumer restart in the middle.
- * Every payment is applied exactly once and none is lost.
+ * Every payment is applied exactly once and none is lost. Then, over a broker that allows two
+ * deliveries, copies that wait for each other's claim never spend one.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,7 +19,12 @@ import {
   MemoryIdempotencyStore,
   type TransportMessage,
 } from '@idempotent-mq/core';
-import { RocketMQListener, RocketMQPublisher, RocketMQTransport } from '@idempotent-mq/rocketmq';
+import {
+  RocketMQListener,
+  RocketMQPublisher,
+  RocketMQTransport,
+  type SettledEvent,
+} from '@idempotent-mq/rocketmq';
 import { RocketMQTestBroker } from '@idempotent-mq/rocketmq/testing';
 import { Container, injectable } from 'inversify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -142,5 +148,82 @@ describe('payments over RocketMQ (real client, test broker), faults on', () => {
     expect(broker.messages('payments').length).toBeGreaterThan(serials.length); // the duplicate sends happened
     expect(broker.acks('billing').filter((ack) => !ack.applied).length).toBeGreaterThan(0); // lost acks happened
     expect(broker.deadLetters('billing')).toEqual([]);
+  });
+});
+
+/** The ledger of the slow consumer. */
+const slowApplied = new Map<string, number>();
+
+@injectable()
+@RocketMQListener({ topic: 'slow-payments', consumerGroup: 'slow-billing', concurrency: 1, maxAttempts: 2 })
+class SlowPaymentConsumer {
+  // A short lease, so that a waiting copy looks again soon after the holder's lease would end.
+  @Idempotent({ key: (m: Payment) => m.keys, leaseMs: 600 })
+  async onMessage(m: Payment) {
+    await new Promise((r) => setTimeout(r, 800));
+    slowApplied.set(m.body.serial, (slowApplied.get(m.body.serial) ?? 0) + 1);
+  }
+}
+
+describe('copies waiting for each other over RocketMQ, on a broker that allows 2 deliveries', () => {
+  it('waits never spend a delivery: no dead letter, every copy delivered once, each payment applied once', {
+    timeout: 60_000,
+  }, async () => {
+    const twoDeliveries = await RocketMQTestBroker.start({ maxDeliveryAttempts: 2 });
+    const settled: SettledEvent[] = [];
+    const slowConsumer = async () => {
+      const container = new Container();
+      container.load(new IdempotencyModule());
+      container.bind(MESSAGE_TRANSPORT).toConstantValue(
+        new RocketMQTransport({
+          endpoints: twoDeliveries.endpoints,
+          logger: quiet,
+          awaitDurationMs: 300,
+          invisibleDurationMs: 1500,
+          requestTimeout: 1000,
+          maxDeliveryAttempts: 2,
+          onSettled: (e) => settled.push(e),
+        }),
+      );
+      container.rebind(IDEMPOTENCY_STORE).toConstantValue(store);
+      container.bind(SlowPaymentConsumer).toSelf().inSingletonScope();
+      const registry = new ListenerRegistry(container, { inFlightDelayMs: 100 });
+      await registry.start();
+      return registry;
+    };
+    const publisher = new RocketMQPublisher({
+      endpoints: twoDeliveries.endpoints,
+      topics: ['slow-payments'],
+      logger: quiet,
+    });
+    try {
+      await publisher.start();
+      // One message at a time per consumer: the copy of a payment goes to the other consumer while
+      // the first holds the claim, and waits for it there.
+      const consumers = [await slowConsumer(), await slowConsumer()];
+      const serials = ['SLOW-1', 'SLOW-2', 'SLOW-3', 'SLOW-4'];
+      twoDeliveries.faults.duplicateSends = serials.length;
+      for (const serial of serials) {
+        await publisher.send({ topic: 'slow-payments', keys: [serial], body: { serial, amount: 1 } });
+      }
+      const deadline = Date.now() + 40_000;
+      const allDone = () =>
+        twoDeliveries
+          .messages('slow-payments')
+          .every((m) => twoDeliveries.stateOf('slow-billing', m.messageId) === 'acked');
+      while (!allDone() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      await Promise.all(consumers.map((c) => c.stop()));
+
+      expect(twoDeliveries.messages('slow-payments')).toHaveLength(2 * serials.length);
+      expect(twoDeliveries.deadLetters('slow-billing')).toEqual([]);
+      expect(twoDeliveries.deliveries({ group: 'slow-billing' }).map((d) => d.attempt)).toEqual(
+        Array(2 * serials.length).fill(1),
+      );
+      expect(serials.map((s) => slowApplied.get(s))).toEqual([1, 1, 1, 1]);
+      expect(settled.filter((e) => e.countsAsAttempt === false && e.inPlace).length).toBeGreaterThan(0);
+    } finally {
+      await publisher.stop();
+      await twoDeliveries.close();
+    }
   });
 });

@@ -41,8 +41,11 @@ interface ClosableClient {
   readonly closed: boolean;
   /** Sends the settings again to every endpoint (see `startClient`: the first answer can be missed). */
   resyncSettings(): void;
-  /** Shuts down (once; later calls wait for the first); never throws, never leaves a timer or a stream behind. */
-  close(logger: RocketMQLogger): Promise<void>;
+  /**
+   * Shuts down (once; later calls wait for the first); never throws, never leaves a timer or a stream
+   * behind. `notify: false` skips the termination notice, as a process that died would.
+   */
+  close(logger: RocketMQLogger, options?: { readonly notify?: boolean }): Promise<void>;
 }
 
 /** The client class `Base` with the same constructor, its instances `ClosableClient`s too. */
@@ -102,7 +105,8 @@ function closable<A extends unknown[], C extends BaseClient>(
       return this.#skipTerminationNotice ? [] : super.getTotalRouteEndpoints();
     }
 
-    close(logger: RocketMQLogger): Promise<void> {
+    close(logger: RocketMQLogger, options?: { readonly notify?: boolean }): Promise<void> {
+      if (options?.notify === false && this.#closing === undefined) this.#skipTerminationNotice = true;
       this.#closing ??= this.#shutDown(logger);
       return this.#closing;
     }
@@ -126,6 +130,23 @@ function closable<A extends unknown[], C extends BaseClient>(
 }
 
 export class TransportSimpleConsumer extends closable(SimpleConsumer) {
+  #groupMaxAttempts: number | undefined;
+
+  /**
+   * The deliveries after which the proxy says the group dead-letters a message (its settings'
+   * `backoff_policy.max_attempts`: the group's `retryMaxTimes` + 1), once the consumer has started.
+   * The 1.0.8 SimpleConsumer reads nothing from those settings, so it is taken as they arrive.
+   */
+  get groupMaxAttempts(): number | undefined {
+    return this.#groupMaxAttempts;
+  }
+
+  override onSettingsCommand(...args: Parameters<SimpleConsumer['onSettingsCommand']>): void {
+    const maxAttempts = args[1]?.getBackoffPolicy?.()?.getMaxAttempts?.();
+    if (typeof maxAttempts === 'number' && maxAttempts > 0) this.#groupMaxAttempts = maxAttempts;
+    super.onSettingsCommand(...args);
+  }
+
   /** Acks one message and fails if the broker refused it, at the response or at the entry level. */
   async ackStrictly(view: MessageView): Promise<void> {
     const request = new pbService.AckMessageRequest()

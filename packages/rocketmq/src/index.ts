@@ -1,4 +1,7 @@
 /** @idempotent-mq/rocketmq: the RocketMQ 5 transport, its listener decorator and a keyed publisher. */
+
+/** The one backoff of the project (core's), re-exported for `receiveBackoff` and `failureBackoff`. */
+export type { Backoff } from '@idempotent-mq/core';
 export { type BodyCodec, decodeBody, encodeBody } from './codec.js';
 export {
   BodyEncodingError,
@@ -9,7 +12,6 @@ export {
   RocketMQStartupError,
 } from './errors.js';
 export type {
-  Backoff,
   RocketMQClientOptions,
   RocketMQLogger,
   RocketMQTransportOptions,
@@ -20,6 +22,7 @@ export {
   type RocketMQListenerMetadata,
   type RocketMQListenerOptions,
 } from './rocketmq-listener.decorator.js';
+export { REDELIVERY_HORIZON_MS } from './rocketmq-profile.js';
 export {
   type PublishReceipt,
   type PublishRequest,

@@ -1,6 +1,7 @@
 /** Options of the transport and the publisher, documented field by field, validated once at start-up. */
-import { InvalidOptionError } from '@idempotent-mq/core';
+import { type Backoff, checkBackoff, InvalidOptionError } from '@idempotent-mq/core';
 import { BODY_CODECS, type BodyCodec } from './codec.js';
+import { MAX_INVISIBLE_DURATION_MS, ROCKETMQ_DEFAULT_MAX_ATTEMPTS } from './rocketmq-profile.js';
 
 /**
  * A logger the client and the transport write to. printf-style like `console` (the client passes
@@ -42,20 +43,13 @@ export interface RocketMQClientOptions {
   readonly startupTimeoutMs?: number;
 }
 
-/** Exponential backoff: `initialMs * multiplier^(n-1)`, capped at `maxMs`. */
-export interface Backoff {
-  readonly initialMs: number;
-  readonly maxMs: number;
-  /** @defaultValue `2` */
-  readonly multiplier?: number;
-}
-
 export interface RocketMQTransportOptions extends RocketMQClientOptions {
   /** How bodies are decoded for handlers. @defaultValue `'json'` */
   readonly codec?: BodyCodec;
   /**
    * How long a received message stays invisible to other consumers of its group. While a handler
-   * works on it, the transport extends it every `renewIntervalMs`. @defaultValue `30000`
+   * works on it, or while it waits in place for another copy's claim, the transport extends it every
+   * `renewIntervalMs`. At most 12 h (the proxy's limit). @defaultValue `30000`
    */
   readonly invisibleDurationMs?: number;
   /** How often a message being handled has its invisible duration extended. @defaultValue a third of `invisibleDurationMs` */
@@ -67,15 +61,26 @@ export interface RocketMQTransportOptions extends RocketMQClientOptions {
   readonly awaitDurationMs?: number;
   /** Most messages asked for in one receive (also capped by the free concurrency). @defaultValue `16` */
   readonly batchSize?: number;
-  /** Delay between failed receives (broker down, network). @defaultValue `{ initialMs: 200, maxMs: 5000 }` */
+  /**
+   * Delay between failed receives (broker down, network), by consecutive failure; core's `Backoff`.
+   * @defaultValue `{ initialMs: 200, maxMs: 5000 }` (multiplier 2, jitter ±20%)
+   */
   readonly receiveBackoff?: Backoff;
   /**
-   * Retry delay for a batch whose handler threw (or answered the wrong number of settlements), by
-   * delivery attempt. @defaultValue `{ initialMs: 1000, maxMs: 60000 }`
+   * Retry delay for a batch whose handler threw (or answered malformed settlements), by delivery
+   * attempt; such a retry spends an attempt. Core's `Backoff`.
+   * @defaultValue `{ initialMs: 1000, maxMs: 60000 }` (multiplier 2, jitter ±20%)
    */
   readonly failureBackoff?: Backoff;
   /** Tries of each ack / invisible-duration change / dead-letter forward before giving up. @defaultValue `3` */
   readonly settleAttempts?: number;
+  /**
+   * Deliveries after which the subscription groups dead-letter a message by themselves (a group's
+   * `retryMaxTimes` + 1); the profile's `maxAttempts`, so that the registry never plans more. The proxy
+   * also says it when a consumer starts; a group that allows fewer than a listener's `maxAttempts` is
+   * logged as a warning. @defaultValue `17` (RocketMQ's default: 16 retries + the first delivery)
+   */
+  readonly maxDeliveryAttempts?: number;
   /** Called after each settlement is carried out (or failed): for metrics, alerts and tests. */
   readonly onSettled?: (event: SettledEvent) => void;
 }
@@ -87,10 +92,21 @@ export interface SettledEvent {
   readonly messageId: string;
   readonly keys: readonly string[];
   readonly deliveryAttempt: number;
-  /** What was done: the handler's settlement, or the transport's (decode failure, past maxAttempts). */
+  /**
+   * What was done: the registry's settlement, or the transport's own for a body it cannot decode
+   * (dead letter) or a handler that threw (retry).
+   */
   readonly action: 'ack' | 'retry' | 'deadLetter';
   readonly reason?: string;
+  /** A retry's delay, as carried out (cut to 12 h, the proxy's limit; the rest of a wait at `stop()`). */
   readonly delayMs?: number;
+  /** A retry: whether it spends an attempt (a failure) or not (a wait for another copy's claim). */
+  readonly countsAsAttempt?: boolean;
+  /**
+   * A wait: `true` while this consumer keeps the message and hands it to the handler again itself;
+   * `false` when it went back to the broker (at `stop()`), which counts a delivery when it comes back.
+   */
+  readonly inPlace?: boolean;
   /** False when the broker call failed after every try (the message comes back after its invisible time). */
   readonly ok: boolean;
   readonly error?: unknown;
@@ -115,6 +131,7 @@ export interface ResolvedTransportOptions extends ResolvedClientOptions {
   readonly receiveBackoff: Required<Backoff>;
   readonly failureBackoff: Required<Backoff>;
   readonly settleAttempts: number;
+  readonly maxDeliveryAttempts: number;
   readonly onSettled?: (event: SettledEvent) => void;
 }
 
@@ -175,7 +192,7 @@ export function resolveTransportOptions(options: RocketMQTransportOptions): Reso
     options.invisibleDurationMs,
     30_000,
     1000,
-    12 * 3_600_000,
+    MAX_INVISIBLE_DURATION_MS,
   );
   const renewIntervalMs = integer(
     `${prefix}.renewIntervalMs`,
@@ -194,22 +211,24 @@ export function resolveTransportOptions(options: RocketMQTransportOptions): Reso
     renewIntervalMs,
     awaitDurationMs: integer(`${prefix}.awaitDurationMs`, options.awaitDurationMs, 10_000, 100, 300_000),
     batchSize: integer(`${prefix}.batchSize`, options.batchSize, 16, 1, 32),
-    receiveBackoff: backoff(`${prefix}.receiveBackoff`, options.receiveBackoff, {
+    receiveBackoff: checkBackoff(`${prefix}.receiveBackoff`, options.receiveBackoff, {
       initialMs: 200,
       maxMs: 5000,
     }),
-    failureBackoff: backoff(`${prefix}.failureBackoff`, options.failureBackoff, {
+    failureBackoff: checkBackoff(`${prefix}.failureBackoff`, options.failureBackoff, {
       initialMs: 1000,
       maxMs: 60_000,
     }),
     settleAttempts: integer(`${prefix}.settleAttempts`, options.settleAttempts, 3, 1, 20),
+    maxDeliveryAttempts: integer(
+      `${prefix}.maxDeliveryAttempts`,
+      options.maxDeliveryAttempts,
+      ROCKETMQ_DEFAULT_MAX_ATTEMPTS,
+      1,
+      1000,
+    ),
     onSettled: options.onSettled,
   };
-}
-
-/** The delay before try `n` (1-based) under `b`. */
-export function backoffDelay(b: Required<Backoff>, n: number): number {
-  return Math.min(b.maxMs, Math.round(b.initialMs * b.multiplier ** Math.max(0, n - 1)));
 }
 
 export function integer(option: string, value: unknown, fallback: number, min: number, max: number): number {
@@ -218,19 +237,6 @@ export function integer(option: string, value: unknown, fallback: number, min: n
     throw new InvalidOptionError(option, `an integer from ${min} to ${max}`, value);
   }
   return value;
-}
-
-function backoff(option: string, value: Backoff | undefined, fallback: Backoff): Required<Backoff> {
-  const b = value ?? fallback;
-  if (typeof b !== 'object' || b === null)
-    throw new InvalidOptionError(option, '{ initialMs, maxMs, multiplier? }', b);
-  const initialMs = integer(`${option}.initialMs`, b.initialMs, fallback.initialMs, 0, 3_600_000);
-  const maxMs = integer(`${option}.maxMs`, b.maxMs, fallback.maxMs, initialMs, 3_600_000);
-  const multiplier = b.multiplier ?? 2;
-  if (typeof multiplier !== 'number' || !(multiplier >= 1) || multiplier > 100) {
-    throw new InvalidOptionError(`${option}.multiplier`, 'a number from 1 to 100', multiplier);
-  }
-  return { initialMs, maxMs, multiplier };
 }
 
 function nonEmpty(value: unknown): boolean {

@@ -4,12 +4,12 @@
  * hands them back to the transport as `SubscriptionSpec.listener`.
  */
 import {
-  InvalidOptionError,
   type MessageListenerOptions,
   setMessageListener,
   validateListenerOptions,
 } from '@idempotent-mq/core';
-import { BODY_CODECS, type BodyCodec } from './codec.js';
+import type { BodyCodec } from './codec.js';
+import { checkRocketMQListener } from './rocketmq-profile.js';
 
 export interface RocketMQListenerOptions extends Omit<MessageListenerOptions, 'filter'> {
   /** A tag expression: `'PAY'`, `'PAY || REFUND'`. Exclusive with `sqlFilter`. @defaultValue `'*'` */
@@ -43,28 +43,15 @@ export interface RocketMQListenerMetadata extends RocketMQListenerOptions {
  *   async onMessage(m: TransportMessage<Payment>, ctx: IdempotencyContext) {}
  * }
  * ```
- * @throws `InvalidOptionError` when the class is defined, naming the option.
+ * @throws `InvalidOptionError` when the class is defined, naming the option: the listener options,
+ * RocketMQ's topic and group name rules, `tag` or `sqlFilter` (not both), `codec`.
  */
 export function RocketMQListener(options: RocketMQListenerOptions) {
   return (target: abstract new (...args: never[]) => unknown): void => {
     const where = `@RocketMQListener(${target.name})`;
     validateListenerOptions({ ...options, filter: options?.tag }, where);
-    if (options.tag !== undefined && options.sqlFilter !== undefined) {
-      throw new InvalidOptionError(
-        `${where}.sqlFilter`,
-        'either tag or sqlFilter, not both',
-        options.sqlFilter,
-      );
-    }
-    if (
-      options.sqlFilter !== undefined &&
-      (typeof options.sqlFilter !== 'string' || options.sqlFilter.trim() === '')
-    ) {
-      throw new InvalidOptionError(`${where}.sqlFilter`, 'a non-empty SQL92 expression', options.sqlFilter);
-    }
-    if (options.codec !== undefined && !BODY_CODECS.includes(options.codec)) {
-      throw new InvalidOptionError(`${where}.codec`, "'json' | 'utf8' | 'buffer'", options.codec);
-    }
+    // The same rules the transport's profile applies at start-up, here when the class is defined.
+    checkRocketMQListener(options as unknown as Readonly<Record<string, unknown>>, where);
     const metadata: RocketMQListenerMetadata = {
       ...options,
       transport: 'rocketmq',

@@ -4,13 +4,25 @@
  * One SimpleConsumer and one receive loop per subscription. The path of a message, top to bottom:
  * receive (long polling, at most the free concurrency) → decode the body (a body that cannot be decoded
  * is dead-lettered with the reason) → the subscription's `handle`, while a lease keeps each message
- * invisible to the rest of the group → its settlement: ack / change the invisible duration to the retry
- * delay / forward to the dead-letter queue. A retry at or past `maxAttempts` is dead-lettered, as the
- * broker would. Nothing is acknowledged unless the handler said so; a broker call that keeps failing
- * leaves the message to come back after its invisible time (at least once, never lost).
+ * invisible to the rest of the group → its settlement, carried out as given: ack / change the invisible
+ * duration to the retry delay / forward to the dead-letter queue. The registry decides; nothing here
+ * turns one settlement into another.
+ *
+ * A wait (a retry that spends no attempt) never goes back to the broker, which would count the
+ * redelivery and, past its limit, dead-letter the message itself: the message stays here, invisible,
+ * and goes to `handle` again after the delay, with the same delivery attempt. Nothing is acknowledged
+ * unless the registry said so; a broker call that keeps failing leaves the message to come back after
+ * its invisible time (at least once, never lost).
  */
-import type { MessageTransport, Settlement, SubscriptionSpec, TransportMessage } from '@idempotent-mq/core';
-import { InvalidOptionError } from '@idempotent-mq/core';
+import {
+  backoffDelay,
+  InvalidOptionError,
+  type MessageTransport,
+  type Settlement,
+  type SubscriptionSpec,
+  type TransportMessage,
+  type TransportProfile,
+} from '@idempotent-mq/core';
 import type { MessageView } from 'rocketmq-client-nodejs';
 import {
   createSimpleConsumer,
@@ -19,18 +31,40 @@ import {
   startClient,
   type TransportSimpleConsumer,
 } from './client.js';
-import { BODY_CODECS, type BodyCodec, decodeBody } from './codec.js';
+import { type BodyCodec, decodeBody } from './codec.js';
 import { NotStartedError } from './errors.js';
 import {
-  backoffDelay,
   type ResolvedTransportOptions,
   type RocketMQLogger,
   type RocketMQTransportOptions,
   resolveTransportOptions,
   type SettledEvent,
 } from './options.js';
+import {
+  checkRocketMQNames,
+  checkRocketMQOptions,
+  MAX_INVISIBLE_DURATION_MS,
+  rocketMQProfile,
+} from './rocketmq-profile.js';
+
+/** Between tries of one ack / change / forward: short, since the message is held meanwhile. */
+const SETTLE_RETRY_BACKOFF = { initialMs: 200, maxMs: 2000 } as const;
+
+/**
+ * The test double of SIGKILL (`killTransport` in `@idempotent-mq/rocketmq/testing`): a symbol, so that
+ * it is no method a user finds on the transport.
+ */
+export const kill = Symbol('RocketMQTransport.kill');
+
+/** A retry that spends no attempt: carried out in place. */
+type Wait = Extract<Settlement, { action: 'retry' }> & { readonly countsAsAttempt: false };
 
 export class RocketMQTransport implements MessageTransport {
+  /**
+   * RocketMQ's limits and rules: 17 attempts by default (`maxDeliveryAttempts` at most), retry delays
+   * up to 12 h, a redelivery horizon of about 4 h 46 min, and its topic, group and filter rules.
+   */
+  readonly profile: TransportProfile;
   readonly #options: ResolvedTransportOptions;
   readonly #logger: RocketMQLogger;
   readonly #subscriptions: Subscription[] = [];
@@ -41,6 +75,7 @@ export class RocketMQTransport implements MessageTransport {
   constructor(options: RocketMQTransportOptions) {
     this.#options = resolveTransportOptions(options);
     this.#logger = this.#options.logger ?? consoleWarnings;
+    this.profile = rocketMQProfile(this.#options.maxDeliveryAttempts);
   }
 
   /**
@@ -77,16 +112,44 @@ export class RocketMQTransport implements MessageTransport {
       await consumer.close(this.#logger);
       throw new NotStartedError('RocketMQTransport', 'it was stopped; create a new one');
     }
+    this.#warnIfGroupDeadLettersEarlier(spec, consumer.groupMaxAttempts);
     const subscription = new Subscription(spec, consumer, { ...this.#options, codec }, this.#logger);
     this.#subscriptions.push(subscription);
     subscription.start();
   }
 
-  /** Stops receiving, lets every handler in flight settle, then closes the clients. */
+  /**
+   * The proxy's settings say how many deliveries the group really allows. Fewer than the listener's
+   * `maxAttempts` is a configuration to fix, not a reason to refuse: the broker then dead-letters a
+   * failing message before the registry's last attempt (waits are unaffected: they stay in place).
+   */
+  #warnIfGroupDeadLettersEarlier(spec: SubscriptionSpec, groupMaxAttempts: number | undefined): void {
+    if (groupMaxAttempts === undefined || groupMaxAttempts >= spec.maxAttempts) return;
+    this.#logger.warn(
+      `RocketMQ ${spec.consumerGroup}@${spec.topic}: the proxy says group "${spec.consumerGroup}" ` +
+        `dead-letters after ${groupMaxAttempts} deliveries, fewer than the listener's maxAttempts ` +
+        `(${spec.maxAttempts}): a failing message reaches the dead-letter queue before its last attempt. ` +
+        `Raise the group's retryMaxTimes to ${spec.maxAttempts - 1} (mqadmin updateSubGroup -r), or set ` +
+        `RocketMQTransport.maxDeliveryAttempts to ${groupMaxAttempts}.`,
+    );
+  }
+
+  /**
+   * Stops receiving, lets every handler in flight settle (a message waiting in place goes back to the
+   * broker for the rest of its wait), then closes the clients.
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
     await Promise.allSettled([...this.#starting]);
     await Promise.all(this.#subscriptions.map((s) => s.stop()));
+    this.#subscriptions.length = 0;
+  }
+
+  /** Dies on the spot, as a killed process: see `killTransport`. */
+  async [kill](): Promise<void> {
+    this.#stopped = true;
+    await Promise.allSettled([...this.#starting]);
+    await Promise.all(this.#subscriptions.map((s) => s.kill()));
     this.#subscriptions.length = 0;
   }
 }
@@ -94,9 +157,14 @@ export class RocketMQTransport implements MessageTransport {
 /** One subscription's receive loop and the messages it has in flight. */
 class Subscription {
   #running = false;
+  /** Killed: nothing more reaches the broker, not even a settlement already decided. */
+  #dead = false;
   #loop: Promise<void> = Promise.resolve();
   #inFlight = 0;
   readonly #batches = new Set<Promise<void>>();
+  readonly #leases = new Set<InvisibilityLease>();
+  /** Cuts short the waits in place when `stop()` begins. */
+  readonly #stopping = new AbortController();
   /** Wake the loop from a backoff sleep (stop only) or from a wait for a free slot. */
   #wakeSleep: (() => void) | undefined;
   #wakeSlot: (() => void) | undefined;
@@ -115,11 +183,27 @@ class Subscription {
 
   async stop(): Promise<void> {
     this.#running = false;
+    this.#stopping.abort();
     this.#wakeSleep?.();
     // The receive in progress returns within awaitDurationMs; what it brings is handled, not dropped.
     await this.#loop;
     while (this.#batches.size > 0) await Promise.all([...this.#batches]);
     await this.consumer.close(this.logger);
+  }
+
+  /**
+   * Dies on the spot: no receive, renewal or settlement more, the handlers in flight abandoned (their
+   * answers are dropped) and no termination notice. What it held comes back to the group after its
+   * invisible time, with `deliveryAttempt + 1`.
+   */
+  async kill(): Promise<void> {
+    this.#dead = true;
+    this.#running = false;
+    this.#stopping.abort();
+    this.#wakeSleep?.();
+    for (const lease of this.#leases) lease.release();
+    await this.consumer.close(this.logger, { notify: false });
+    await this.#loop;
   }
 
   async #receiveLoop(): Promise<void> {
@@ -149,7 +233,8 @@ class Subscription {
         await this.#pause(delay);
         continue;
       }
-      if (views.length > 0) this.#dispatch(views);
+      // A dead consumer drops what its last receive brought: it comes back after its invisible time.
+      if (views.length > 0 && !this.#dead) this.#dispatch(views);
     }
   }
 
@@ -175,37 +260,79 @@ class Subscription {
       .catch((error: unknown) =>
         this.logger.error(`${this.#name()}: [bug] batch handling threw: ${String(error)}`),
       )
-      .finally(() => {
-        this.#inFlight -= views.length;
-        this.#batches.delete(batch);
-        this.#wakeSlot?.();
-      });
+      .finally(() => this.#batches.delete(batch));
     this.#batches.add(batch);
   }
 
+  /** Each message holds its concurrency slot until its final settlement, waits in place included. */
   async #handleBatch(views: MessageView[]): Promise<void> {
     const leases = views.map((view) => new InvisibilityLease(view, this.consumer, this.options, this.logger));
+    for (const lease of leases) this.#leases.add(lease);
+    const holding = new Set(leases);
+    const freeSlot = (lease: InvisibilityLease) => {
+      if (!holding.delete(lease)) return;
+      this.#inFlight--;
+      this.#wakeSlot?.();
+    };
     try {
       const decoded: { lease: InvisibilityLease; message: TransportMessage }[] = [];
       const settled: Promise<void>[] = [];
       for (const lease of leases) {
         const result = toTransportMessage(lease.view, this.options);
         if (result.ok) decoded.push({ lease, message: result.message });
-        else settled.push(this.#settle(lease, { action: 'deadLetter', reason: result.reason }));
+        else {
+          const poison: Settlement = { action: 'deadLetter', reason: result.reason };
+          settled.push(this.#settle(lease, poison).finally(() => freeSlot(lease)));
+        }
       }
       if (decoded.length > 0) {
         const settlements = await this.#callHandler(decoded.map((d) => d.message));
         decoded.forEach((d, i) => {
-          settled.push(this.#settle(d.lease, settlements[i] as Settlement));
+          const settlement = settlements[i] as Settlement;
+          settled.push(this.#carryOut(d.lease, d.message, settlement).finally(() => freeSlot(d.lease)));
         });
       }
       await Promise.all(settled);
     } finally {
-      for (const lease of leases) lease.release();
+      for (const lease of leases) {
+        lease.release();
+        this.#leases.delete(lease);
+        freeSlot(lease);
+      }
     }
   }
 
-  /** The subscription's handler; a throw or a malformed answer becomes a retry with backoff for each. */
+  /**
+   * Carries out the registry's settlement. A wait is carried out in place, as many times as the
+   * registry answers one: the lease keeps the message invisible, and after the delay it goes to
+   * `handle` again, with the same delivery attempt. Only a settlement that is not a wait reaches the
+   * broker, with the newest receipt handle.
+   */
+  async #carryOut(lease: InvisibilityLease, message: TransportMessage, first: Settlement): Promise<void> {
+    let settlement = first;
+    while (isWait(settlement)) {
+      const wait = settlement;
+      if (!this.#running) {
+        await this.#settle(lease, wait, `${wait.reason}; handed back to the broker at stop()`);
+        return;
+      }
+      this.#report(this.#event(lease.view, wait, { ok: true, inPlace: true }));
+      const wakeAt = Date.now() + wait.delayMs;
+      await sleepUnless(wait.delayMs, this.#stopping.signal);
+      if (this.#dead) return;
+      if (!this.#running) {
+        // Stopping: the message cannot be held, so the broker gets it for the rest of its wait. It
+        // counts the delivery when the message comes back, as it would after a crash.
+        const rest = { ...wait, delayMs: Math.max(0, wakeAt - Date.now()) };
+        await this.#settle(lease, rest, `${wait.reason}; handed back to the broker at stop()`);
+        return;
+      }
+      settlement = (await this.#callHandler([message]))[0] as Settlement;
+    }
+    await this.#settle(lease, settlement);
+  }
+
+  /** The subscription's handler; a throw or a malformed answer becomes a failure retry for each. */
   async #callHandler(messages: TransportMessage[]): Promise<Settlement[]> {
     let problem: string;
     try {
@@ -225,26 +352,30 @@ class Subscription {
     return messages.map((m) => ({
       action: 'retry',
       delayMs: backoffDelay(this.options.failureBackoff, m.deliveryAttempt),
+      countsAsAttempt: true,
       reason: problem,
     }));
   }
 
-  async #settle(lease: InvisibilityLease, requested: Settlement): Promise<void> {
+  /**
+   * Makes the broker call a settlement stands for: ack, ChangeInvisibleDuration(delay), or
+   * ForwardMessageToDeadLetterQueue. `handedBack` marks a wait returned to the broker at `stop()`.
+   */
+  async #settle(lease: InvisibilityLease, settlement: Settlement, handedBack?: string): Promise<void> {
+    if (this.#dead) return;
     await lease.stop();
     const view = lease.view;
     const attempt = deliveryAttemptOf(view);
-    let settlement = requested;
-    if (settlement.action === 'retry' && attempt >= this.spec.maxAttempts) {
-      settlement = {
-        action: 'deadLetter',
-        reason: `still not done after ${attempt} of ${this.spec.maxAttempts} attempts: ${settlement.reason}`,
-      };
-    }
+    // The proxy refuses an invisible duration past its limit: a longer delay is cut to it.
+    const delayMs =
+      settlement.action === 'retry'
+        ? Math.min(MAX_INVISIBLE_DURATION_MS, Math.max(0, Math.round(settlement.delayMs)))
+        : 0;
     const call =
       settlement.action === 'ack'
         ? () => this.consumer.ackStrictly(view)
         : settlement.action === 'retry'
-          ? () => this.consumer.changeInvisibleDuration(view, Math.max(0, Math.round(settlement.delayMs)))
+          ? () => this.consumer.changeInvisibleDuration(view, delayMs)
           : () => this.consumer.forwardToDeadLetterQueue(view, attempt, this.spec.maxAttempts);
     const outcome = await this.#withRetries(call);
     if (settlement.action === 'deadLetter') {
@@ -259,18 +390,17 @@ class Subscription {
           'it will be redelivered after its invisible time',
       );
     }
-    this.#report({
-      topic: this.spec.topic,
-      consumerGroup: this.spec.consumerGroup,
-      messageId: view.messageId,
-      keys: [...view.keys],
-      deliveryAttempt: attempt,
-      action: settlement.action,
-      reason: settlement.action === 'ack' ? undefined : settlement.reason,
-      delayMs: settlement.action === 'retry' ? settlement.delayMs : undefined,
-      ok: outcome.ok,
-      error: outcome.error,
-    });
+    const carried =
+      settlement.action === 'retry'
+        ? { ...settlement, delayMs, ...(handedBack !== undefined ? { reason: handedBack } : {}) }
+        : settlement;
+    this.#report(
+      this.#event(view, carried, {
+        ok: outcome.ok,
+        error: outcome.error,
+        ...(handedBack !== undefined ? { inPlace: false } : {}),
+      }),
+    );
   }
 
   /** Tries a broker call a few times; a stale receipt handle is final (the broker redelivers anyway). */
@@ -283,10 +413,32 @@ class Subscription {
       } catch (e) {
         error = e;
         if (errorCode(e) === INVALID_RECEIPT_HANDLE || attempt === this.options.settleAttempts) break;
-        await sleep(backoffDelay({ initialMs: 200, maxMs: 2000, multiplier: 2 }, attempt));
+        await sleep(backoffDelay(SETTLE_RETRY_BACKOFF, attempt));
       }
     }
     return { ok: false, error };
+  }
+
+  #event(
+    view: MessageView,
+    settlement: Settlement,
+    outcome: { ok: boolean; error?: unknown; inPlace?: boolean },
+  ): SettledEvent {
+    return {
+      topic: this.spec.topic,
+      consumerGroup: this.spec.consumerGroup,
+      messageId: view.messageId,
+      keys: [...view.keys],
+      deliveryAttempt: deliveryAttemptOf(view),
+      action: settlement.action,
+      reason: settlement.action === 'ack' ? undefined : settlement.reason,
+      ...(settlement.action === 'retry'
+        ? { delayMs: settlement.delayMs, countsAsAttempt: settlement.countsAsAttempt }
+        : {}),
+      ...(outcome.inPlace !== undefined ? { inPlace: outcome.inPlace } : {}),
+      ok: outcome.ok,
+      error: outcome.error,
+    };
   }
 
   #report(event: SettledEvent): void {
@@ -303,9 +455,10 @@ class Subscription {
 }
 
 /**
- * Keeps one message invisible to the rest of its group while its handler works, by extending its
- * invisible duration every `renewIntervalMs`. The client replaces the receipt handle on each change,
- * so the settlement that follows uses the newest one.
+ * Keeps one message invisible to the rest of its group while its handler works and while it waits in
+ * place, by extending its invisible duration every `renewIntervalMs` (an extension is no redelivery:
+ * the broker counts nothing). The client replaces the receipt handle on each change, so the settlement
+ * that follows uses the newest one.
  */
 class InvisibilityLease {
   readonly #timer: NodeJS.Timeout;
@@ -379,49 +532,55 @@ function deliveryAttemptOf(view: MessageView): number {
   return typeof attempt === 'number' && attempt > 0 ? attempt : 1;
 }
 
-/** Checks a subscription; answers its codec and SQL filter (from the listener's RocketMQ metadata). */
+/**
+ * Checks what the transport itself needs of a subscription (the registry has already checked the
+ * listener against the profile; a direct caller gets the same name and filter rules); answers its
+ * codec and SQL filter, from the listener's RocketMQ metadata.
+ */
 function validateSpec(
   spec: SubscriptionSpec,
   defaultCodec: BodyCodec,
 ): { codec: BodyCodec; sqlFilter?: string } {
-  const at = (field: string) =>
-    `subscription(${String(spec?.topic)}/${String(spec?.consumerGroup)}).${field}`;
-  if (typeof spec?.topic !== 'string' || spec.topic.trim() === '') {
-    throw new InvalidOptionError(at('topic'), 'a non-empty string', spec?.topic);
+  const where = `subscription(${String(spec?.topic)}/${String(spec?.consumerGroup)})`;
+  if (typeof spec !== 'object' || spec === null) {
+    throw new InvalidOptionError('subscription', 'a SubscriptionSpec object', spec);
   }
-  if (typeof spec.consumerGroup !== 'string' || spec.consumerGroup.trim() === '') {
-    throw new InvalidOptionError(at('consumerGroup'), 'a non-empty string', spec.consumerGroup);
+  checkRocketMQNames(spec, where);
+  if (spec.filter !== undefined && (typeof spec.filter !== 'string' || spec.filter.trim() === '')) {
+    throw new InvalidOptionError(
+      `${where}.filter`,
+      "a tag expression like 'PAY || REFUND', or '*'",
+      spec.filter,
+    );
   }
-  if (spec.filter !== undefined && typeof spec.filter !== 'string') {
-    throw new InvalidOptionError(at('filter'), "a tag expression like 'PAY || REFUND'", spec.filter);
-  }
-  if (!Number.isInteger(spec.concurrency) || spec.concurrency < 1 || spec.concurrency > 1024) {
-    throw new InvalidOptionError(at('concurrency'), 'an integer from 1 to 1024', spec.concurrency);
-  }
-  if (!Number.isInteger(spec.maxAttempts) || spec.maxAttempts < 1 || spec.maxAttempts > 1000) {
-    throw new InvalidOptionError(at('maxAttempts'), 'an integer from 1 to 1000', spec.maxAttempts);
+  for (const field of ['concurrency', 'maxAttempts'] as const) {
+    const value = spec[field];
+    if (!Number.isInteger(value) || value < 1) {
+      throw new InvalidOptionError(`${where}.${field}`, 'a positive integer', value);
+    }
   }
   if (typeof spec.handle !== 'function') {
-    throw new InvalidOptionError(at('handle'), 'a function', spec.handle);
+    throw new InvalidOptionError(`${where}.handle`, 'a function', spec.handle);
   }
   const listener = spec.listener ?? {};
-  const codec = listener.codec ?? defaultCodec;
-  if (!BODY_CODECS.includes(codec as BodyCodec)) {
-    throw new InvalidOptionError(at('listener.codec'), "'json' | 'utf8' | 'buffer'", codec);
-  }
-  const sqlFilter = listener.sqlFilter;
-  if (sqlFilter !== undefined && (typeof sqlFilter !== 'string' || sqlFilter.trim() === '')) {
-    throw new InvalidOptionError(at('listener.sqlFilter'), 'a non-empty SQL92 expression', sqlFilter);
-  }
-  return { codec: codec as BodyCodec, ...(sqlFilter !== undefined ? { sqlFilter } : {}) };
+  checkRocketMQOptions(listener, `${where}.listener`);
+  const sqlFilter = listener.sqlFilter as string | undefined;
+  return {
+    codec: (listener.codec as BodyCodec | undefined) ?? defaultCodec,
+    ...(sqlFilter !== undefined ? { sqlFilter } : {}),
+  };
+}
+
+function isWait(s: Settlement): s is Wait {
+  return s.action === 'retry' && s.countsAsAttempt === false;
 }
 
 function isSettlement(s: unknown): s is Settlement {
   const action = (s as { action?: unknown } | null)?.action;
   if (action === 'ack') return true;
   if (action === 'retry') {
-    const delay = (s as { delayMs?: unknown }).delayMs;
-    return typeof delay === 'number' && Number.isFinite(delay);
+    const { delayMs, countsAsAttempt } = s as { delayMs?: unknown; countsAsAttempt?: unknown };
+    return typeof delayMs === 'number' && Number.isFinite(delayMs) && typeof countsAsAttempt === 'boolean';
   }
   return action === 'deadLetter';
 }
@@ -433,6 +592,20 @@ function describeAnswer(answer: unknown): string {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Sleeps `ms` (at most what a timer can hold), or less if `signal` aborts first. */
+function sleepUnless(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, Math.min(Math.max(0, ms), 2 ** 31 - 1));
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 const consoleWarnings: RocketMQLogger = {

@@ -75,7 +75,12 @@ if (real) {
       const key = `RUN-${run}-1`;
       const spec = recordingSpec({ topic: real.topic, consumerGroup: real.group, maxAttempts: 5 }, (m) =>
         m.keys.includes(key) && m.deliveryAttempt === 1
-          ? { action: 'retry', delayMs: 2000, reason: 'first attempt retried on purpose' }
+          ? {
+              action: 'retry',
+              delayMs: 2000,
+              countsAsAttempt: true,
+              reason: 'first attempt retried on purpose',
+            }
           : { action: 'ack' },
       );
       const transport = new RocketMQTransport(options(settled));
@@ -99,7 +104,7 @@ if (real) {
       await transport.stop();
     });
 
-    it('dead-letters at maxAttempts, and stop() drains a handler in flight', async () => {
+    it('dead-letters when told to, and stop() drains a handler in flight', async () => {
       const settled: SettledEvent[] = [];
       const key = `RUN-${run}-2`;
       const spec = recordingSpec(
@@ -107,7 +112,10 @@ if (real) {
         async (m) => {
           if (!m.keys.includes(key)) return { action: 'ack' };
           await sleep(1000);
-          return { action: 'retry', delayMs: 1000, reason: 'always failing on purpose' };
+          // As the registry answers on the last attempt: the transport forwards, it does not count.
+          return m.deliveryAttempt < 2
+            ? { action: 'retry', delayMs: 1000, countsAsAttempt: true, reason: 'always failing on purpose' }
+            : { action: 'deadLetter', reason: 'failed 2 of 2 attempts on purpose' };
         },
       );
       const transport = new RocketMQTransport(options(settled));

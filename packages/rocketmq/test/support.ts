@@ -64,7 +64,8 @@ export function fastOptions(
     startupTimeoutMs: 5000,
     requestTimeout: 1000,
     receiveBackoff: { initialMs: 100, maxMs: 500 },
-    failureBackoff: { initialMs: 100, maxMs: 1000 },
+    // No jitter: the tests read the exact delays back from the broker.
+    failureBackoff: { initialMs: 100, maxMs: 1000, jitter: 0 },
     ...(settled ? { onSettled: (e: SettledEvent) => settled.push(e) } : {}),
     ...extra,
   };

@@ -95,13 +95,13 @@ describe('RocketMQTransport over the real client', () => {
     expect(all.received.map((m) => m.keys[0]).sort()).toEqual(['T-1', 'T-2', 'T-3']);
   });
 
-  it('a retry is redelivered after the delay it asked for, with the delivery attempt counted', async () => {
+  it('a failure retry is redelivered after the delay it asked for, with the delivery attempt counted', async () => {
     const settled: SettledEvent[] = [];
     const seenAt: number[] = [];
     const spec = recordingSpec({ topic: 'retries', consumerGroup: 'g-retry' }, (m) => {
       seenAt.push(Date.now());
       return m.deliveryAttempt === 1
-        ? { action: 'retry', delayMs: 800, reason: 'inFlight elsewhere' }
+        ? { action: 'retry', delayMs: 800, countsAsAttempt: true, reason: 'the handler failed' }
         : { action: 'ack' };
     });
     await transport(settled).subscribe(spec);
@@ -120,13 +120,14 @@ describe('RocketMQTransport over the real client', () => {
     ]);
   });
 
-  it('dead-letters a message still failing at maxAttempts, through ForwardMessageToDeadLetterQueue', async () => {
+  it('a dead letter goes through ForwardMessageToDeadLetterQueue, with the reason reported', async () => {
     const settled: SettledEvent[] = [];
-    const spec = recordingSpec({ topic: 'dlq', consumerGroup: 'g-dlq', maxAttempts: 3 }, () => ({
-      action: 'retry',
-      delayMs: 50,
-      reason: 'the handler failed: card declined',
-    }));
+    // The registry decides when a failing message has had its last attempt; the transport forwards it.
+    const spec = recordingSpec({ topic: 'dlq', consumerGroup: 'g-dlq', maxAttempts: 3 }, (m) =>
+      m.deliveryAttempt < 3
+        ? { action: 'retry', delayMs: 50, countsAsAttempt: true, reason: 'card declined' }
+        : { action: 'deadLetter', reason: 'failed 3 of 3 attempts; last: card declined' },
+    );
     await transport(settled).subscribe(spec);
     const { messageId } = await send('dlq', 'D-1');
     await eventually('dead-lettered', () => broker.deadLetters('g-dlq').length === 1);
@@ -137,7 +138,7 @@ describe('RocketMQTransport over the real client', () => {
     expect(dead?.message.messageId).toBe(messageId);
     expect(spec.received.map((m) => m.deliveryAttempt)).toEqual([1, 2, 3]);
     expect(settled.at(-1)).toMatchObject({ action: 'deadLetter', ok: true });
-    expect(settled.at(-1)?.reason).toMatch(/after 3 of 3 attempts: the handler failed: card declined/);
+    expect(settled.at(-1)?.reason).toBe('failed 3 of 3 attempts; last: card declined');
     await sleep(300);
     expect(broker.deliveries({ group: 'g-dlq', messageId })).toHaveLength(3);
   });

@@ -1,4 +1,8 @@
-/** @idempotent-mq/rocketmq/testing: a gRPC test double of a RocketMQ 5 proxy, for the real client. */
+/**
+ * @idempotent-mq/rocketmq/testing: a gRPC test double of a RocketMQ 5 proxy, for the real client, and a
+ * way to kill a transport as a crash would.
+ */
+export { killTransport } from './kill-transport.js';
 export {
   type AckRecord,
   BrokerFaults,

@@ -1,10 +1,11 @@
 /**
  * Child process of `lifecycle.test.ts`, run from the build: the test broker, a publisher and two
- * transports; sends, restarts the broker, replaces one transport, stops everything, closes the broker,
- * and then does nothing: the process must end by itself. Prints `done <ms>` once everything is closed.
+ * transports; sends, restarts the broker, replaces one transport, kills a third mid-handler (its
+ * handler never returns), stops everything, closes the broker, and then does nothing: the process must
+ * end by itself. Prints `done <ms>` once everything is closed.
  */
 import { RocketMQPublisher, RocketMQTransport } from '../../dist/index.js';
-import { RocketMQTestBroker } from '../../dist/testing/index.js';
+import { killTransport, RocketMQTestBroker } from '../../dist/testing/index.js';
 
 const TOPIC = 'lifecycle';
 const GROUP = 'lifecycle-group';
@@ -70,6 +71,32 @@ second = transport();
 await second.subscribe(spec);
 for (let i = 0; i < 5; i++) await send(`c${i}`);
 await waitFor(15);
+
+// A consumer of its own group, killed while its first handler call hangs and its second batch waits
+// in place (batches of 4, so that there is a second call).
+let calls = 0;
+const doomed = new RocketMQTransport({
+  ...client,
+  awaitDurationMs: 300,
+  invisibleDurationMs: 2000,
+  batchSize: 4,
+});
+await doomed.subscribe({
+  ...spec,
+  consumerGroup: `${GROUP}-doomed`,
+  concurrency: 8,
+  handle: (messages) =>
+    calls++ === 0
+      ? new Promise(() => undefined)
+      : Promise.resolve(
+          messages.map(() => ({ action: 'retry', delayMs: 60_000, countsAsAttempt: false, reason: 'wait' })),
+        ),
+});
+const deadline = Date.now() + 15_000;
+while (calls < 2 && Date.now() < deadline) await sleep(20);
+if (calls < 2) throw new Error('the doomed consumer never got its messages');
+await sleep(50); // the second batch is waiting in place now
+await killTransport(doomed);
 
 const started = Date.now();
 await Promise.all([first.stop(), second.stop()]);
