@@ -1,6 +1,6 @@
 import {
   getHandlerMethod,
-  IDEMPOTENCY_HANDLER,
+  IDEMPOTENCY_ENGINE,
   Idempotent,
   MemoryIdempotencyCache,
 } from '@idempotent-mq/core';
@@ -29,7 +29,7 @@ class Batched {
 function setup() {
   const h = harness({ cache: (clock: FakeClock) => new FaultyCache(new MemoryIdempotencyCache({ clock })) });
   const consumer = h.get(Batched);
-  const engine = h.container.get(IDEMPOTENCY_HANDLER);
+  const engine = h.container.get(IDEMPOTENCY_ENGINE);
   const target = getHandlerMethod(Batched, 'onMessage');
   if (!target) throw new Error('no handler method recorded');
   const batch = (keys: string[]) =>
@@ -87,7 +87,7 @@ describe('the batch path', () => {
 
   it('copies the cache knows are decided per copy: duplicates, a changed payload, an unserialisable one', async () => {
     const { h, consumer } = setup();
-    const engine = h.container.get(IDEMPOTENCY_HANDLER);
+    const engine = h.container.get(IDEMPOTENCY_ENGINE);
     const target = getHandlerMethod(Batched, 'onMessage');
     if (!target) throw new Error('no handler method recorded');
     await engine.executeBatch(target, consumer, [msg('P', { amount: 1 }), msg('Q', { amount: 2 })]);

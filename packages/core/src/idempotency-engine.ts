@@ -1,15 +1,17 @@
 /**
- * The whole path of a message through the engine, top to bottom: key, cache, claim, handler with
- * keep-alive, fenced completion, cache write after commit, outcome. `@Idempotent` methods and
- * transports both end up in {@link IdempotencyHandler.execute}.
+ * The whole path of a message through the engine, top to bottom, in the order a message meets it:
+ * key, cache, claim (in the store's transaction when there is one), handler under its bound with the
+ * lease kept alive, fenced completion, cache write after commit, outcome. `@Idempotent` methods and the
+ * listener registry both end up here.
  */
 import { randomUUID } from 'node:crypto';
 import { backoffDelay } from './backoff.js';
 import { type IdempotencyContext, isDeliveryInfo } from './context.js';
+import { LeaseKeeper } from './engine/lease-keeper.js';
+import { type MethodPlan, MethodPlans } from './engine/method-plan.js';
 import {
   HandlerTimeoutError,
   IdempotencyError,
-  IdempotencyInFlightError,
   IdempotencyStoreError,
   KeyFunctionError,
   LeaseLostError,
@@ -23,55 +25,30 @@ import {
 import { canonicalJson, fingerprint } from './fingerprint.js';
 import { canonicalKey, tokenId } from './idempotency-key.js';
 import type { HandlerMethod } from './model/handler-method.js';
+import type { IdempotencyRecord, TokenRef } from './model/record.js';
 import {
   type IdempotencyPolicyOptions,
   type IdempotentOptions,
   type ResolvedPolicy,
   resolvePolicy,
 } from './options.js';
-import type { DuplicateTier, IdempotencyOutcome, OutcomeListener } from './outcome.js';
+import type { DuplicateTier, Execution, IdempotencyOutcome, OutcomeListener } from './outcome.js';
 import type { Clock } from './ports/clock.js';
 import type { CachedCompletion, IdempotencyCache } from './ports/idempotency-cache.js';
-import type {
-  ClaimResult,
-  IdempotencyRecord,
-  IdempotencyStore,
-  TokenRef,
-} from './ports/idempotency-store.js';
+import type { ClaimResult, IdempotencyStore } from './ports/idempotency-store.js';
 import type { IdempotencyLogger } from './ports/logger.js';
-import { scopeOf } from './scope.js';
 
 export type { HandlerMethod } from './model/handler-method.js';
+export type { Execution } from './outcome.js';
 
 /** Everything the engine works with; the module builds it from the container's bindings. */
-export interface IdempotencyHandlerDeps {
+export interface IdempotencyEngineDeps {
   readonly store: IdempotencyStore;
   readonly cache: IdempotencyCache;
   readonly clock: Clock;
   readonly logger: IdempotencyLogger;
   readonly defaults?: IdempotencyPolicyOptions;
   readonly listeners?: readonly OutcomeListener[];
-}
-
-/** What {@link IdempotencyHandler.execute} returns: the outcome, with the result to hand back. */
-export interface Execution extends IdempotencyOutcome {
-  /** The handler's result (`processed`, `takeover`) or the stored result (`duplicate`). */
-  readonly result?: unknown;
-}
-
-/** A plan compiled once per method and engine: options resolved and validated, scope fixed. */
-interface MethodPlan {
-  readonly label: string;
-  readonly scope: string;
-  readonly policy: ResolvedPolicy;
-  readonly options: IdempotentOptions<unknown>;
-  readonly transactional: boolean;
-  readonly fn: HandlerMethod['fn'];
-}
-
-/** Carries a handler's own throw through the store's transaction, so it is rethrown untouched. */
-class HandlerFailure {
-  constructor(readonly error: unknown) {}
 }
 
 /** Per call state that the steps share. */
@@ -86,44 +63,57 @@ interface Call {
   handlerStarted: boolean;
   /** Transactions rerun after a transient failure (a deadlock, a serialization failure). */
   transientRetries: number;
-  /** The cache was already read for this message (batch): its answer, a miss, or unreachable. */
-  readonly prefetched: Prefetched;
-  /** The message's key, already resolved (batch), so the key function runs once per message. */
-  readonly key: KeyOutcome | undefined;
 }
-
-type Prefetched = CachedCompletion | 'miss' | 'bypassed' | undefined;
 
 /** What the key function made of a message: a token, no usable key, or a throw. */
 type KeyOutcome = { readonly token: TokenRef } | { readonly missing: string } | { readonly thrown: unknown };
 
+/** A step's answer: the outcome without what {@link IdempotencyEngine.finish} adds. */
 type Decided = Omit<
   Execution,
   'handler' | 'scope' | 'attempt' | 'durationMs' | 'cacheBypassed' | 'transientRetries'
 >;
 
+/** A processed message's answer, with what the cache must learn once the store has committed. */
+type Completed = Decided & { readonly completion?: CachedCompletion };
+
+/** Carries a handler's own throw through the store's transaction, so it is rethrown untouched. */
+class HandlerFailure {
+  constructor(readonly error: unknown) {}
+}
+
 /** Jittered pauses before a transaction is rerun after a transient failure. */
 const TRANSIENT_BACKOFF = { initialMs: 10, maxMs: 250, jitter: 0.5 } as const;
 
-export class IdempotencyHandler {
-  private readonly plans = new WeakMap<object, Map<string | symbol, MethodPlan>>();
+/**
+ * The idempotency engine. One per container ({@link IdempotencyModule} binds it); stateless between
+ * calls but for the method plans it keeps.
+ */
+export class IdempotencyEngine {
+  private readonly plans: MethodPlans;
   private readonly defaults: IdempotencyPolicyOptions;
 
-  constructor(private readonly deps: IdempotencyHandlerDeps) {
+  constructor(private readonly deps: IdempotencyEngineDeps) {
     this.defaults = deps.defaults ?? {};
     // Validates the module defaults at start-up, before any message arrives.
     resolvePolicy(this.defaults);
-  }
-
-  /** A method's options as the engine resolves them (module defaults under the method's own). */
-  policyOf(target: HandlerMethod): ResolvedPolicy {
-    return resolvePolicy(this.defaults, target.options as IdempotentOptions<unknown>);
+    this.plans = new MethodPlans(this.defaults, deps.store);
   }
 
   /**
-   * Runs one message through the engine and reports what became of it. Never throws for an outcome:
-   * `failed`, `inFlight` and `conflict` come back as values ({@link IdempotencyHandler.invoke} turns
-   * them into throws).
+   * Runs one message through the engine and reports what became of it, in this order:
+   *
+   * 1. the **key** → a token (a message without one fails, or runs unprotected by policy);
+   * 2. the **cache** read goes out, and the payload is fingerprinted while it travels; a hit → duplicate;
+   * 3. the **claim** in the store (inside the store's transaction in transactional mode): completed →
+   *    duplicate, a live claim → in flight, another payload → conflict, an expired claim → takeover;
+   * 4. the **handler**, its lease renewed, for at most `maxHandlerMs`;
+   * 5. the fenced **completion** (and the commit); a transient failure reruns 3–5 in place;
+   * 6. the **cache write**, after the commit;
+   * 7. the **outcome**, to every outcome listener.
+   *
+   * Never throws for an outcome: `failed`, `inFlight` and `conflict` come back as values (the
+   * decorator turns them into throws).
    */
   async execute(
     target: HandlerMethod,
@@ -131,12 +121,14 @@ export class IdempotencyHandler {
     message: unknown,
     delivery?: unknown,
   ): Promise<Execution> {
-    return this.run(this.plan(target, self), self, message, delivery, undefined);
+    const plan = this.plans.of(target, self);
+    const call = this.newCall(plan, self, message, delivery);
+    return this.finish(call, await this.decide(call, this.resolveKey(plan, message)));
   }
 
   /**
    * Runs a received batch: one cache round trip answers every duplicate in it, the rest run as in
-   * {@link IdempotencyHandler.execute}. Copies of one token run one after another (the later ones meet the
+   * {@link IdempotencyEngine.execute}. Copies of one token run one after another (the later ones meet the
    * completed record); distinct tokens run concurrently. Outcomes are aligned with `messages`.
    */
   async executeBatch(
@@ -145,46 +137,38 @@ export class IdempotencyHandler {
     messages: readonly unknown[],
     deliveries: readonly unknown[] = [],
   ): Promise<Execution[]> {
-    const plan = this.plan(target, self);
+    const plan = this.plans.of(target, self);
     const keys = messages.map((message) => this.resolveKey(plan, message));
-    const tokens = keys.map((key) => ('token' in key ? key.token : undefined));
-    const distinct = new Map<string, TokenRef>();
-    for (const token of tokens) if (token) distinct.set(tokenId(token), token);
-    let cached: Map<string, CachedCompletion | undefined> | undefined;
-    try {
-      const list = [...distinct.values()];
-      const values =
-        list.length > 0 ? await this.bounded(this.deps.cache.getMany(list), plan.policy.cacheTimeoutMs) : [];
-      cached = new Map(list.map((token, i) => [tokenId(token), values[i]]));
-    } catch (error) {
-      this.deps.logger.debug('cache batch read failed; the store decides', { error: String(error) });
-    }
+    const cached = await this.readCacheBatch(plan, keys);
 
-    const groups = new Map<string, number[]>();
-    tokens.forEach((token, i) => {
-      const id = token ? tokenId(token) : `#${i}`;
-      const group = groups.get(id);
-      if (group) group.push(i);
-      else groups.set(id, [i]);
-    });
     const results = new Array<Execution>(messages.length);
     const pending: Promise<void>[] = [];
-    for (const [id, indexes] of groups) {
-      const hit = cached?.get(id);
-      if (hit) {
+    for (const indexes of groupByToken(keys)) {
+      const first = keys[indexes[0] as number] as KeyOutcome;
+      const token = 'token' in first ? first.token : undefined;
+      const calls = indexes.map((i) => this.newCall(plan, self, messages[i], deliveries[i]));
+      if (cached === undefined) for (const call of calls) call.cacheBypassed = true;
+      const hit = token && cached?.get(tokenId(token));
+      if (token && hit) {
         // A hit answers every copy, with nothing left to wait for: decided here, without a promise each.
-        for (const i of indexes) {
-          const call = this.newCall(plan, self, messages[i], deliveries[i], hit, keys[i]);
-          results[i] = this.finish(call, this.decideFromCache(call, tokens[i] as TokenRef, hit));
+        for (const [n, i] of indexes.entries()) {
+          const call = calls[n] as Call;
+          results[i] = this.finish(call, this.fromCacheHit(call, token, hit));
         }
         continue;
       }
       pending.push(
         (async () => {
           for (const [n, i] of indexes.entries()) {
-            // After a miss, later copies look again (the first may have completed).
-            const prefetched: Prefetched = cached === undefined ? 'bypassed' : n === 0 ? 'miss' : undefined;
-            results[i] = await this.run(plan, self, messages[i], deliveries[i], prefetched, keys[i]);
+            const call = calls[n] as Call;
+            const key = keys[i] as KeyOutcome;
+            // The batch read answered the first copy (a miss, or the cache is out of reach); the later
+            // ones look again, since the first may have completed meanwhile.
+            const decided =
+              token && (n === 0 || cached === undefined)
+                ? this.decideToken(call, token, undefined)
+                : this.decide(call, key);
+            results[i] = this.finish(call, await decided);
           }
         })(),
       );
@@ -193,26 +177,12 @@ export class IdempotencyHandler {
     return results;
   }
 
-  private async run(
-    plan: MethodPlan,
-    self: unknown,
-    message: unknown,
-    delivery: unknown,
-    prefetched: Prefetched,
-    key?: KeyOutcome,
-  ): Promise<Execution> {
-    const call = this.newCall(plan, self, message, delivery, prefetched, key);
-    return this.finish(call, await this.decide(call));
+  /** A method's options as the engine resolves them (module defaults under the method's own). */
+  policyOf(target: HandlerMethod): ResolvedPolicy {
+    return resolvePolicy(this.defaults, target.options as IdempotentOptions<unknown>);
   }
 
-  private newCall(
-    plan: MethodPlan,
-    self: unknown,
-    message: unknown,
-    delivery: unknown,
-    prefetched: Prefetched,
-    key: KeyOutcome | undefined,
-  ): Call {
+  private newCall(plan: MethodPlan, self: unknown, message: unknown, delivery: unknown): Call {
     const info = isDeliveryInfo(delivery) ? delivery : undefined;
     return {
       plan,
@@ -221,28 +191,13 @@ export class IdempotencyHandler {
       attempt: info?.attempt ?? readAttempt(plan.options, message),
       maxAttempts: info?.maxAttempts,
       started: this.deps.clock.now(),
-      cacheBypassed: prefetched === 'bypassed',
+      cacheBypassed: false,
       handlerStarted: false,
       transientRetries: 0,
-      prefetched,
-      key,
     };
   }
 
-  /** The outcome of a decided call, reported to the listeners. */
-  private finish(call: Call, decided: Decided): Execution {
-    const outcome: Execution = {
-      handler: call.plan.label,
-      scope: call.plan.scope,
-      attempt: call.attempt,
-      cacheBypassed: call.cacheBypassed,
-      durationMs: this.deps.clock.now() - call.started,
-      ...(call.transientRetries > 0 ? { transientRetries: call.transientRetries } : {}),
-      ...decided,
-    };
-    this.emit(outcome);
-    return outcome;
-  }
+  // ---- 1. the key ----------------------------------------------------------------------------
 
   private resolveKey(plan: MethodPlan, message: unknown): KeyOutcome {
     try {
@@ -253,28 +208,9 @@ export class IdempotencyHandler {
     }
   }
 
-  /**
-   * The path a decorated method takes: the handler's result on `processed`, the stored result on
-   * `duplicate`; throws {@link IdempotencyInFlightError}, {@link PayloadConflictError}, a store error, or
-   * the handler's own error otherwise, so that the broker redelivers.
-   */
-  async invoke(target: HandlerMethod, self: unknown, message: unknown, delivery?: unknown): Promise<unknown> {
-    const outcome = await this.execute(target, self, message, delivery);
-    switch (outcome.kind) {
-      case 'processed':
-      case 'takeover':
-      case 'duplicate':
-        return outcome.result;
-      case 'inFlight':
-        throw new IdempotencyInFlightError(outcome.token as TokenRef, outcome.record);
-      default:
-        throw outcome.error;
-    }
-  }
-
-  private async decide(call: Call): Promise<Decided> {
-    const { plan, message } = call;
-    const key = call.key ?? this.resolveKey(plan, message);
+  /** A message's path from its key: a keyless one fails (or runs unprotected); the rest go on. */
+  private async decide(call: Call, key: KeyOutcome): Promise<Decided> {
+    const { plan } = call;
     if ('thrown' in key) {
       return { kind: 'failed', unprotected: false, error: new KeyFunctionError(plan.scope, key.thrown) };
     }
@@ -286,70 +222,65 @@ export class IdempotencyHandler {
         error: new MissingIdempotencyKeyError(plan.scope, key.missing),
       };
     }
-    const { token } = key;
+    // The cache read goes out first: the fingerprint is computed while it travels.
+    return this.decideToken(call, key.token, this.readCache(call, key.token));
+  }
 
-    // The cache read goes out first: the fingerprint is computed while it travels. (readCache never rejects.)
-    const { prefetched } = call;
-    const reading =
-      prefetched === undefined
-        ? this.readCache(call, token)
-        : typeof prefetched === 'object'
-          ? prefetched
-          : undefined;
+  // ---- 2. the cache --------------------------------------------------------------------------
 
+  /**
+   * A message with a token, given what the cache says of it: `cached` is the read under way, or
+   * `undefined` when the cache has already answered "not known" (a batch's miss, an unreachable cache).
+   */
+  private async decideToken(
+    call: Call,
+    token: TokenRef,
+    cached: Promise<CachedCompletion | undefined> | undefined,
+  ): Promise<Decided> {
     const print = this.fingerprintOf(call, token);
     if (typeof print === 'object') return print;
+    const hit = await cached;
+    if (hit) return this.existing(call, token, print, 'cache', hit);
+    return this.fromStore(call, token, print);
+  }
 
-    const cached = await reading;
-    if (cached) return this.existing(call, token, print, 'cache', cached);
-
-    for (;;) {
-      try {
-        const decided = plan.transactional
-          ? await this.transaction((tx) => this.claimAndRun(call, token, print, tx))
-          : await this.claimAndRun(call, token, print, undefined);
-        if ((decided.kind === 'processed' || decided.kind === 'takeover') && decided.completion) {
-          await this.writeCache(token, decided.completion, plan.policy);
-        }
-        const { completion: _completion, ...outcome } = decided;
-        return outcome;
-      } catch (failure) {
-        const error = failure instanceof HandlerFailure ? failure.error : failure;
-        if (await this.rerunAfterTransient(call, error)) continue;
-        if (failure instanceof HandlerFailure) return { kind: 'failed', token, unprotected: false, error };
-        // Fail-open only while the handler has not run: after it, a rerun would repeat its effect.
-        if (
-          failure instanceof StoreUnavailableError &&
-          plan.policy.onStoreUnavailable === 'failOpen' &&
-          !call.handlerStarted
-        ) {
-          this.deps.logger.warn('store unavailable: running the handler unprotected (failOpen)', {
-            handler: plan.label,
-            key: token.key,
-          });
-          return this.runUnprotected(call, token);
-        }
-        return { kind: 'failed', token, unprotected: false, error: failure };
-      }
+  /** Never rejects: an unreachable or slow cache is skipped, and the store decides. */
+  private async readCache(call: Call, token: TokenRef): Promise<CachedCompletion | undefined> {
+    try {
+      return await this.bounded(this.deps.cache.get(token), call.plan.policy.cacheTimeoutMs);
+    } catch (error) {
+      call.cacheBypassed = true;
+      this.deps.logger.debug('cache read failed; the store decides', {
+        key: token.key,
+        error: String(error),
+      });
+      return undefined;
     }
   }
 
-  /**
-   * After a failed attempt: whether to run it again at once, because the store says the failure was
-   * transient (a deadlock, a serialization failure) and what ran can be undone (the whole transaction,
-   * or a claim whose handler never started). Waits a jittered moment first, so that the two sides of a
-   * deadlock do not meet again.
-   */
-  private async rerunAfterTransient(call: Call, error: unknown): Promise<boolean> {
-    const { store, clock } = this.deps;
-    if (call.transientRetries >= call.plan.policy.transientRetries) return false;
-    if (!call.plan.transactional && call.handlerStarted) return false;
-    if (!store.isTransient?.(error)) return false;
-    call.transientRetries++;
-    call.handlerStarted = false;
-    const pause = backoffDelay(TRANSIENT_BACKOFF, call.transientRetries);
-    await new Promise<void>((resolve) => clock.setTimeout(resolve, pause));
-    return true;
+  /** A batch's tokens in one cache round trip; `undefined` when the cache could not answer. */
+  private async readCacheBatch(
+    plan: MethodPlan,
+    keys: readonly KeyOutcome[],
+  ): Promise<Map<string, CachedCompletion | undefined> | undefined> {
+    const distinct = new Map<string, TokenRef>();
+    for (const key of keys) if ('token' in key) distinct.set(tokenId(key.token), key.token);
+    const list = [...distinct.values()];
+    try {
+      const values =
+        list.length > 0 ? await this.bounded(this.deps.cache.getMany(list), plan.policy.cacheTimeoutMs) : [];
+      return new Map(list.map((token, i) => [tokenId(token), values[i]]));
+    } catch (error) {
+      this.deps.logger.debug('cache batch read failed; the store decides', { error: String(error) });
+      return undefined;
+    }
+  }
+
+  /** A batch's copy whose token the cache knows: a duplicate (or a conflict), decided synchronously. */
+  private fromCacheHit(call: Call, token: TokenRef, hit: CachedCompletion): Decided {
+    const print = this.fingerprintOf(call, token);
+    if (typeof print === 'object') return print;
+    return this.existing(call, token, print, 'cache', hit);
   }
 
   /** The payload's fingerprint, or the failure to report when it cannot be serialised. */
@@ -365,114 +296,6 @@ export class IdempotencyHandler {
         error: new PayloadNotSerializableError(call.plan.scope, reason),
       };
     }
-  }
-
-  /** A batch's copy whose token the cache knows: a duplicate (or a conflict), decided synchronously. */
-  private decideFromCache(call: Call, token: TokenRef, cached: CachedCompletion): Decided {
-    const print = this.fingerprintOf(call, token);
-    if (typeof print === 'object') return print;
-    return this.existing(call, token, print, 'cache', cached);
-  }
-
-  /** Claim, run, complete; inside the store's transaction when `tx` is given. */
-  private async claimAndRun(
-    call: Call,
-    token: TokenRef,
-    print: string | undefined,
-    tx: unknown,
-  ): Promise<Decided & { completion?: CachedCompletion }> {
-    const { plan } = call;
-    const { store } = this.deps;
-    const owner = randomUUID();
-    const claim: ClaimResult = await this.storeCall('claim', token, () =>
-      store.claim(
-        {
-          token,
-          owner,
-          leaseMs: plan.policy.leaseMs,
-          fingerprint: print,
-          ttlMs: tx === undefined ? undefined : plan.policy.ttlMs,
-        },
-        tx,
-      ),
-    );
-    if (claim.status === 'exists') {
-      if (claim.record.status === 'completed')
-        return this.existing(call, token, print, 'store', claim.record);
-      if (conflicting(claim.record.fingerprint, print))
-        return this.conflict(call, token, print, claim.record);
-      return { kind: 'inFlight', token, unprotected: false, record: claim.record };
-    }
-
-    const ctx: IdempotencyContext = {
-      token,
-      attempt: call.attempt,
-      replay: claim.takeover || call.attempt > 1 || call.transientRetries > 0,
-      takeover: claim.takeover,
-      fence: claim.record.fence,
-      trx: tx,
-      unprotected: false,
-    };
-    const { policy } = plan;
-    const keepAlive = policy.keepAlive ? this.keepAlive(token, owner, policy, tx) : undefined;
-    const bound = policy.keepAlive ? policy.maxHandlerMs : policy.leaseMs;
-    let result: unknown;
-    try {
-      call.handlerStarted = true;
-      // Past the bound the handler is given up on; what it does later is not waited for.
-      result = await this.bounded(
-        Promise.resolve(plan.fn.call(call.self, call.message, ctx)),
-        bound,
-        () => new HandlerTimeoutError(token, bound),
-      );
-    } catch (error) {
-      keepAlive?.stop();
-      if (tx !== undefined) throw new HandlerFailure(error); // the rollback releases the claim
-      if (error instanceof HandlerTimeoutError) {
-        // The handler may still be running and reach its effect: the claim stays until its lease runs
-        // out, so that the next copy takes it over (fenced) rather than running beside it.
-        return { kind: 'failed', token, unprotected: false, error };
-      }
-      return {
-        kind: 'failed',
-        token,
-        unprotected: false,
-        error,
-        releaseError: await this.release(call, token, owner),
-      };
-    }
-    keepAlive?.stop();
-
-    let stored: string | undefined;
-    if (plan.policy.storeResult && result !== undefined) {
-      try {
-        stored = canonicalJson(result);
-      } catch (error) {
-        const failure = new ResultNotSerializableError(
-          token,
-          error instanceof Error ? error.message : String(error),
-        );
-        // In a transaction nothing has happened yet: roll back. In lease mode the effect is done and must
-        // not run again, so the record completes without its result.
-        if (tx !== undefined) throw new HandlerFailure(failure);
-        this.deps.logger.error(failure.message, { handler: plan.label });
-      }
-    }
-    const completed = await this.storeCall('complete', token, () =>
-      store.complete({ token, owner, ttlMs: plan.policy.ttlMs, result: stored }, tx),
-    );
-    if (!completed) {
-      const lost = new LeaseLostError(token, owner);
-      if (tx !== undefined) throw new HandlerFailure(lost);
-      return { kind: 'failed', token, unprotected: false, error: lost };
-    }
-    return {
-      kind: claim.takeover ? 'takeover' : 'processed',
-      token,
-      unprotected: false,
-      result,
-      completion: { fingerprint: print, result: stored },
-    };
   }
 
   /** A completed record (from the cache or the store): a duplicate, unless the payload differs. */
@@ -512,21 +335,39 @@ export class IdempotencyHandler {
     return { kind: 'conflict', token, unprotected: false, record, error };
   }
 
-  private async runUnprotected(call: Call, token?: TokenRef): Promise<Decided> {
-    const ctx: IdempotencyContext = {
-      token: token ?? { scope: call.plan.scope, key: '' },
-      attempt: call.attempt,
-      replay: call.attempt > 1,
-      takeover: false,
-      fence: 0,
-      trx: undefined,
-      unprotected: true,
-    };
-    try {
-      const result = await call.plan.fn.call(call.self, call.message, ctx);
-      return { kind: 'processed', token, unprotected: true, result };
-    } catch (error) {
-      return { kind: 'failed', token, unprotected: true, error };
+  // ---- 3–6. the store: claim, handler, completion, then the cache write ----------------------
+
+  /**
+   * Claims, runs and completes, inside the store's transaction in transactional mode; reruns all of it
+   * after a transient failure; writes the cache once the store has committed.
+   */
+  private async fromStore(call: Call, token: TokenRef, print: string | undefined): Promise<Decided> {
+    const { plan } = call;
+    for (;;) {
+      try {
+        const { completion, ...decided } = plan.transactional
+          ? await this.transaction((tx) => this.claimAndRun(call, token, print, tx))
+          : await this.claimAndRun(call, token, print, undefined);
+        if (completion) await this.writeCache(token, completion, plan.policy);
+        return decided;
+      } catch (failure) {
+        const error = failure instanceof HandlerFailure ? failure.error : failure;
+        if (await this.rerunAfterTransient(call, error)) continue;
+        if (failure instanceof HandlerFailure) return { kind: 'failed', token, unprotected: false, error };
+        // Fail-open only while the handler has not run: after it, a rerun would repeat its effect.
+        if (
+          failure instanceof StoreUnavailableError &&
+          plan.policy.onStoreUnavailable === 'failOpen' &&
+          !call.handlerStarted
+        ) {
+          this.deps.logger.warn('store unavailable: running the handler unprotected (failOpen)', {
+            handler: plan.label,
+            key: token.key,
+          });
+          return this.runUnprotected(call, token);
+        }
+        return { kind: 'failed', token, unprotected: false, error: failure };
+      }
     }
   }
 
@@ -541,35 +382,118 @@ export class IdempotencyHandler {
     }
   }
 
-  /** Renews the lease while the handler runs, so a slow but live handler is not taken over. */
-  private keepAlive(token: TokenRef, owner: string, policy: ResolvedPolicy, tx: unknown): { stop(): void } {
-    const { clock, store, logger } = this.deps;
-    let timer: unknown;
-    let stopped = false;
-    const tick = (): void => {
-      store.renew(token, owner, policy.leaseMs, tx).then(
-        (held) => {
-          if (!held) {
-            logger.warn('lease lost while the handler ran; its completion will be refused', {
-              key: token.key,
-            });
-            stopped = true;
-          }
-          if (!stopped) timer = clock.setTimeout(tick, policy.keepAliveMs);
+  /** Claim, run, complete; inside the store's transaction when `tx` is given. */
+  private async claimAndRun(
+    call: Call,
+    token: TokenRef,
+    print: string | undefined,
+    tx: unknown,
+  ): Promise<Completed> {
+    const { plan } = call;
+    const { store } = this.deps;
+    const owner = randomUUID();
+    const claim: ClaimResult = await this.storeCall('claim', token, () =>
+      store.claim(
+        {
+          token,
+          owner,
+          leaseMs: plan.policy.leaseMs,
+          fingerprint: print,
+          ttlMs: tx === undefined ? undefined : plan.policy.ttlMs,
         },
-        (error: unknown) => {
-          logger.warn('lease renewal failed; retrying', { key: token.key, error: String(error) });
-          if (!stopped) timer = clock.setTimeout(tick, policy.keepAliveMs);
-        },
-      );
-    };
-    timer = clock.setTimeout(tick, policy.keepAliveMs);
+        tx,
+      ),
+    );
+    if (claim.status === 'exists') {
+      if (claim.record.status === 'completed')
+        return this.existing(call, token, print, 'store', claim.record);
+      if (conflicting(claim.record.fingerprint, print))
+        return this.conflict(call, token, print, claim.record);
+      return { kind: 'inFlight', token, unprotected: false, record: claim.record };
+    }
+
+    const ran = await this.runHandler(call, token, owner, claim, tx);
+    if ('failed' in ran) return ran.failed;
+    const stored = this.resultToStore(call, token, ran.result, tx);
+    const completed = await this.storeCall('complete', token, () =>
+      store.complete({ token, owner, ttlMs: plan.policy.ttlMs, result: stored }, tx),
+    );
+    if (!completed) {
+      const lost = new LeaseLostError(token, owner);
+      if (tx !== undefined) throw new HandlerFailure(lost);
+      return { kind: 'failed', token, unprotected: false, error: lost };
+    }
     return {
-      stop: () => {
-        stopped = true;
-        clock.clearTimeout(timer);
-      },
+      kind: claim.takeover ? 'takeover' : 'processed',
+      token,
+      unprotected: false,
+      result: ran.result,
+      completion: { fingerprint: print, result: stored },
     };
+  }
+
+  /**
+   * The user's handler under its bound (`maxHandlerMs`, or one lease without keep-alive), its lease
+   * renewed meanwhile. A throw in a transaction rolls it back (the claim goes with it); in lease mode a
+   * failed claim is released by policy, and a hung one is left to expire.
+   */
+  private async runHandler(
+    call: Call,
+    token: TokenRef,
+    owner: string,
+    claim: ClaimResult & { status: 'claimed' },
+    tx: unknown,
+  ): Promise<{ result: unknown } | { failed: Decided }> {
+    const { policy } = call.plan;
+    const ctx: IdempotencyContext = {
+      token,
+      attempt: call.attempt,
+      replay: claim.takeover || call.attempt > 1 || call.transientRetries > 0,
+      takeover: claim.takeover,
+      fence: claim.record.fence,
+      trx: tx,
+      unprotected: false,
+    };
+    const keeper = policy.keepAlive
+      ? new LeaseKeeper(this.deps, token, owner, policy, tx).start()
+      : undefined;
+    const bound = policy.keepAlive ? policy.maxHandlerMs : policy.leaseMs;
+    try {
+      call.handlerStarted = true;
+      // Past the bound the handler is given up on; what it does later is not waited for.
+      const running = Promise.resolve(call.plan.fn.call(call.self, call.message, ctx));
+      return { result: await this.bounded(running, bound, () => new HandlerTimeoutError(token, bound)) };
+    } catch (error) {
+      if (tx !== undefined) throw new HandlerFailure(error); // the rollback releases the claim
+      // A hung handler may still reach its effect: its claim stays until the lease runs out, so that
+      // the next copy takes it over (fenced) rather than running beside it.
+      if (error instanceof HandlerTimeoutError)
+        return { failed: { kind: 'failed', token, unprotected: false, error } };
+      const releaseError = await this.release(call, token, owner);
+      return { failed: { kind: 'failed', token, unprotected: false, error, releaseError } };
+    } finally {
+      keeper?.stop();
+    }
+  }
+
+  /**
+   * The handler's result as the store keeps it, with `storeResult`. One that JSON cannot hold rolls a
+   * transaction back (nothing has happened yet); in lease mode the effect is done and must not run
+   * again, so the record completes without its result.
+   */
+  private resultToStore(call: Call, token: TokenRef, result: unknown, tx: unknown): string | undefined {
+    if (!call.plan.policy.storeResult || result === undefined) return undefined;
+    try {
+      return canonicalJson(result);
+    } catch (error) {
+      const failure = new ResultNotSerializableError(
+        token,
+        error instanceof Error ? error.message : String(error),
+      );
+      if (tx !== undefined) throw new HandlerFailure(failure);
+      this.deps.logger.error(failure.message, { handler: call.plan.label });
+      return undefined;
+    }
   }
 
   /** Lease mode, after a failed handler: releases the claim unless the policy keeps it. */
@@ -589,6 +513,24 @@ export class IdempotencyHandler {
     }
   }
 
+  /**
+   * After a failed attempt: whether to run it again at once, because the store says the failure was
+   * transient (a deadlock, a serialization failure) and what ran can be undone (the whole transaction,
+   * or a claim whose handler never started). Waits a jittered moment first, so that the two sides of a
+   * deadlock do not meet again.
+   */
+  private async rerunAfterTransient(call: Call, error: unknown): Promise<boolean> {
+    const { store, clock } = this.deps;
+    if (call.transientRetries >= call.plan.policy.transientRetries) return false;
+    if (!call.plan.transactional && call.handlerStarted) return false;
+    if (!store.isTransient?.(error)) return false;
+    call.transientRetries++;
+    call.handlerStarted = false;
+    const pause = backoffDelay(TRANSIENT_BACKOFF, call.transientRetries);
+    await new Promise<void>((resolve) => clock.setTimeout(resolve, pause));
+    return true;
+  }
+
   /** Calls the store; anything it throws becomes a store error that names the step. */
   private async storeCall<T>(step: StoreStep, token: TokenRef, fn: () => Promise<T>): Promise<T> {
     try {
@@ -596,19 +538,6 @@ export class IdempotencyHandler {
     } catch (error) {
       if (error instanceof IdempotencyStoreError || error instanceof IdempotencyError) throw error;
       throw new IdempotencyStoreError(step, token, error);
-    }
-  }
-
-  private async readCache(call: Call, token: TokenRef): Promise<CachedCompletion | undefined> {
-    try {
-      return await this.bounded(this.deps.cache.get(token), call.plan.policy.cacheTimeoutMs);
-    } catch (error) {
-      call.cacheBypassed = true;
-      this.deps.logger.debug('cache read failed; the store decides', {
-        key: token.key,
-        error: String(error),
-      });
-      return undefined;
     }
   }
 
@@ -624,6 +553,48 @@ export class IdempotencyHandler {
       // The store has committed: the cache is only an optimisation.
       this.deps.logger.debug('cache write failed', { key: token.key, error: String(error) });
     }
+  }
+
+  /** The handler without a claim: a keyless message by policy, or the store out of reach with fail-open. */
+  private async runUnprotected(call: Call, token?: TokenRef): Promise<Decided> {
+    const ctx: IdempotencyContext = {
+      token: token ?? { scope: call.plan.scope, key: '' },
+      attempt: call.attempt,
+      replay: call.attempt > 1,
+      takeover: false,
+      fence: 0,
+      trx: undefined,
+      unprotected: true,
+    };
+    try {
+      const result = await call.plan.fn.call(call.self, call.message, ctx);
+      return { kind: 'processed', token, unprotected: true, result };
+    } catch (error) {
+      return { kind: 'failed', token, unprotected: true, error };
+    }
+  }
+
+  // ---- 7. the outcome ------------------------------------------------------------------------
+
+  /** The outcome of a decided call, reported to the listeners. */
+  private finish(call: Call, decided: Decided): Execution {
+    const outcome: Execution = {
+      handler: call.plan.label,
+      scope: call.plan.scope,
+      attempt: call.attempt,
+      cacheBypassed: call.cacheBypassed,
+      durationMs: this.deps.clock.now() - call.started,
+      ...(call.transientRetries > 0 ? { transientRetries: call.transientRetries } : {}),
+      ...decided,
+    };
+    for (const listener of this.deps.listeners ?? []) {
+      try {
+        listener(outcome as IdempotencyOutcome);
+      } catch (error) {
+        this.deps.logger.error('an outcome listener threw', { error: String(error) });
+      }
+    }
+    return outcome;
   }
 
   /** `promise`, or a rejection with `timeout()` after `ms` (a later settlement of `promise` is ignored). */
@@ -647,49 +618,18 @@ export class IdempotencyHandler {
       );
     });
   }
+}
 
-  private emit(outcome: IdempotencyOutcome): void {
-    for (const listener of this.deps.listeners ?? []) {
-      try {
-        listener(outcome);
-      } catch (error) {
-        this.deps.logger.error('an outcome listener threw', { error: String(error) });
-      }
-    }
-  }
-
-  /** Resolves and validates a method's options once per engine. */
-  private plan(target: HandlerMethod, self: unknown): MethodPlan {
-    const runtime = (self as object | null)?.constructor ?? target.ctor;
-    let byMethod = this.plans.get(runtime);
-    if (!byMethod) {
-      byMethod = new Map();
-      this.plans.set(runtime, byMethod);
-    }
-    const known = byMethod.get(target.method);
-    if (known) return known;
-
-    const options = target.options as IdempotentOptions<unknown>;
-    const label = `${target.ctor.name}.${String(target.method)}`;
-    const policy = resolvePolicy(this.defaults, options);
-    if (policy.mode === 'transactional' && !this.deps.store.transaction) {
-      throw new IdempotencyStoreError(
-        'transaction',
-        undefined,
-        new Error(`${label} asks for mode 'transactional' but the bound store has no transactions`),
-      );
-    }
-    const plan: MethodPlan = {
-      label,
-      scope: scopeOf(runtime as HandlerMethod['ctor'], target.ctor, target.method, target.options),
-      policy,
-      options,
-      transactional: policy.mode !== 'lease' && this.deps.store.transaction !== undefined,
-      fn: target.fn,
-    };
-    byMethod.set(target.method, plan);
-    return plan;
-  }
+/** The batch's messages grouped by token, in order of first appearance; a keyless message alone. */
+function groupByToken(keys: readonly KeyOutcome[]): number[][] {
+  const groups = new Map<string, number[]>();
+  keys.forEach((key, i) => {
+    const id = 'token' in key ? tokenId(key.token) : `#${i}`;
+    const group = groups.get(id);
+    if (group) group.push(i);
+    else groups.set(id, [i]);
+  });
+  return [...groups.values()];
 }
 
 function conflicting(stored: string | undefined, incoming: string | undefined): boolean {

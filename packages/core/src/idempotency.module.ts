@@ -5,14 +5,14 @@
 import { ContainerModule } from 'inversify';
 import { ConsoleLogger } from './defaults/console-logger.js';
 import { SystemClock } from './defaults/system-clock.js';
-import { IdempotencyHandler } from './idempotency-handler.js';
+import { IdempotencyEngine } from './idempotency-engine.js';
 import { MemoryIdempotencyCache } from './memory/memory-idempotency-cache.js';
 import { MemoryIdempotencyStore } from './memory/memory-idempotency-store.js';
 import { type IdempotencyModuleOptions, resolvePolicy, validatePolicy } from './options.js';
 import {
   IDEMPOTENCY_CACHE,
   IDEMPOTENCY_CLOCK,
-  IDEMPOTENCY_HANDLER,
+  IDEMPOTENCY_ENGINE,
   IDEMPOTENCY_LOGGER,
   IDEMPOTENCY_OPTIONS,
   IDEMPOTENCY_OUTCOME_LISTENER,
@@ -46,10 +46,10 @@ export class IdempotencyModule extends ContainerModule {
       bind(IDEMPOTENCY_CACHE)
         .toDynamicValue((ctx) => new MemoryIdempotencyCache({ clock: ctx.get(IDEMPOTENCY_CLOCK) }))
         .inSingletonScope();
-      bind(IDEMPOTENCY_HANDLER)
+      bind(IDEMPOTENCY_ENGINE)
         .toDynamicValue(
           (ctx) =>
-            new IdempotencyHandler({
+            new IdempotencyEngine({
               store: ctx.get(IDEMPOTENCY_STORE),
               cache: ctx.get(IDEMPOTENCY_CACHE),
               clock: ctx.get(IDEMPOTENCY_CLOCK),

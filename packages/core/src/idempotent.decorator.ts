@@ -5,11 +5,14 @@
  */
 import { inject } from 'inversify';
 import type { IdempotencyContext } from './context.js';
-import { IdempotencyNotConfiguredError, InvalidOptionError } from './errors.js';
-import type { HandlerMethod, IdempotencyHandler } from './idempotency-handler.js';
-import { HANDLER_PROPERTY, markEngineInjected, setHandlerMethod } from './metadata.js';
+import { IdempotencyInFlightError, IdempotencyNotConfiguredError, InvalidOptionError } from './errors.js';
+import type { IdempotencyEngine } from './idempotency-engine.js';
+import { ENGINE_PROPERTY, markEngineInjected, setHandlerMethod } from './metadata.js';
+import type { HandlerMethod } from './model/handler-method.js';
+import type { TokenRef } from './model/record.js';
 import { type IdempotentOptions, validateIdempotentOptions } from './options.js';
-import { IDEMPOTENCY_HANDLER } from './tokens.js';
+import type { Execution } from './outcome.js';
+import { IDEMPOTENCY_ENGINE } from './tokens.js';
 
 /** A method `@Idempotent` can decorate: `(message, ctx) => Promise<result>`. */
 // biome-ignore lint/suspicious/noExplicitAny: the context's transaction type is the store's, chosen by the user.
@@ -45,7 +48,7 @@ export function Idempotent<M>(options: IdempotentOptions<M>) {
       throw new InvalidOptionError(`@Idempotent(${label})`, 'a method', original);
     }
     // Property injection, once per class: every instance the container creates receives its engine here.
-    if (markEngineInjected(ctor)) inject(IDEMPOTENCY_HANDLER)(target, HANDLER_PROPERTY);
+    if (markEngineInjected(ctor)) inject(IDEMPOTENCY_ENGINE)(target, ENGINE_PROPERTY);
     const handlerMethod: HandlerMethod = {
       ctor,
       method,
@@ -54,11 +57,29 @@ export function Idempotent<M>(options: IdempotentOptions<M>) {
     };
     setHandlerMethod(ctor, handlerMethod);
     const wrapped = function (this: unknown, message: M, delivery?: unknown): Promise<unknown> {
-      const engine = (this as { [HANDLER_PROPERTY]?: IdempotencyHandler } | undefined)?.[HANDLER_PROPERTY];
+      const engine = (this as { [ENGINE_PROPERTY]?: IdempotencyEngine } | undefined)?.[ENGINE_PROPERTY];
       if (!engine) return Promise.reject(new IdempotencyNotConfiguredError(label));
-      return engine.invoke(handlerMethod, this, message, delivery);
+      return engine.execute(handlerMethod, this, message, delivery).then(resultOrThrow);
     };
     Object.defineProperty(wrapped, 'name', { value: original.name });
     return { ...descriptor, value: wrapped as unknown as T };
   };
+}
+
+/**
+ * What a direct call answers for an outcome: the handler's result on `processed`, the stored result on
+ * `duplicate`; a throw otherwise, so that a broker redelivers — {@link IdempotencyInFlightError}, the
+ * {@link PayloadConflictError}, a store error, or the handler's own error, unchanged.
+ */
+function resultOrThrow(outcome: Execution): unknown {
+  switch (outcome.kind) {
+    case 'processed':
+    case 'takeover':
+    case 'duplicate':
+      return outcome.result;
+    case 'inFlight':
+      throw new IdempotencyInFlightError(outcome.token as TokenRef, outcome.record);
+    default:
+      throw outcome.error;
+  }
 }

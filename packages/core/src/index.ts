@@ -36,9 +36,9 @@ export { IdempotencyModule, type IdempotencyModuleOptions } from './idempotency.
 export {
   type Execution,
   type HandlerMethod,
-  IdempotencyHandler,
-  type IdempotencyHandlerDeps,
-} from './idempotency-handler.js';
+  IdempotencyEngine,
+  type IdempotencyEngineDeps,
+} from './idempotency-engine.js';
 export {
   buildScope,
   canonicalKey,
@@ -114,7 +114,7 @@ export { scopeOf } from './scope.js';
 export {
   IDEMPOTENCY_CACHE,
   IDEMPOTENCY_CLOCK,
-  IDEMPOTENCY_HANDLER,
+  IDEMPOTENCY_ENGINE,
   IDEMPOTENCY_LOGGER,
   IDEMPOTENCY_OPTIONS,
   IDEMPOTENCY_OUTCOME_LISTENER,

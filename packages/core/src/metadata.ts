@@ -12,7 +12,7 @@ const IDEMPOTENT_HANDLERS = Symbol.for('idempotent-mq:idempotent-handlers');
 const ENGINE_INJECTED = Symbol.for('idempotent-mq:engine-injected');
 
 /** Where the container puts the engine on each instance it creates (inversify property injection). */
-export const HANDLER_PROPERTY: unique symbol = Symbol.for('idempotent-mq:handler');
+export const ENGINE_PROPERTY: unique symbol = Symbol.for('idempotent-mq:engine');
 
 type Ctor = abstract new (...args: never[]) => unknown;
 

@@ -43,3 +43,9 @@ export interface IdempotencyOutcome {
 
 /** Hears every outcome. Must not throw (a throw is logged and ignored); should be fast. */
 export type OutcomeListener = (outcome: IdempotencyOutcome) => void;
+
+/** What the engine's `execute` returns: the outcome, with the result to hand back. */
+export interface Execution extends IdempotencyOutcome {
+  /** The handler's result (`processed`, `takeover`) or the stored result (`duplicate`). */
+  readonly result?: unknown;
+}

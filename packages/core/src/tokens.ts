@@ -3,7 +3,7 @@
  * `container.rebind(IDEMPOTENCY_STORE).toConstantValue(new KnexIdempotencyStore(knex))`.
  */
 import type { ServiceIdentifier } from 'inversify';
-import type { IdempotencyHandler } from './idempotency-handler.js';
+import type { IdempotencyEngine } from './idempotency-engine.js';
 import type { IdempotencyModuleOptions } from './options.js';
 import type { OutcomeListener } from './outcome.js';
 import type { Clock } from './ports/clock.js';
@@ -28,6 +28,6 @@ export const IDEMPOTENCY_OUTCOME_LISTENER: ServiceIdentifier<OutcomeListener> = 
   'idempotent-mq.outcome-listener',
 );
 /** The engine itself, one per container. */
-export const IDEMPOTENCY_HANDLER: ServiceIdentifier<IdempotencyHandler> = Symbol.for('idempotent-mq.handler');
+export const IDEMPOTENCY_ENGINE: ServiceIdentifier<IdempotencyEngine> = Symbol.for('idempotent-mq.engine');
 /** The {@link MessageTransport} the listener registry subscribes through. */
 export const MESSAGE_TRANSPORT: ServiceIdentifier<MessageTransport> = Symbol.for('idempotent-mq.transport');

@@ -13,12 +13,12 @@ import {
   getHandlerMethod,
   type HandlerMethod,
   IDEMPOTENCY_CACHE,
-  IDEMPOTENCY_HANDLER,
+  IDEMPOTENCY_ENGINE,
   IDEMPOTENCY_LOGGER,
   IDEMPOTENCY_STORE,
   type IdempotencyCache,
   type IdempotencyContext,
-  type IdempotencyHandler,
+  type IdempotencyEngine,
   IdempotencyModule,
   type IdempotencyStore,
   Idempotent,
@@ -92,7 +92,7 @@ function engineOn(
   container.rebind(IDEMPOTENCY_LOGGER).toConstantValue(new ConsoleLogger('error'));
   container.bind(ctor).toSelf().inSingletonScope();
   const instance = container.get(ctor);
-  const engine: IdempotencyHandler = container.get(IDEMPOTENCY_HANDLER);
+  const engine: IdempotencyEngine = container.get(IDEMPOTENCY_ENGINE);
   const target = getHandlerMethod(ctor, 'onMessage') as HandlerMethod;
   const check = (o: Execution) => {
     if (o.kind === 'failed' || o.kind === 'conflict') throw o.error;

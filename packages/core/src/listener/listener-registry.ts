@@ -8,7 +8,7 @@
 import type { Container, Newable, ServiceIdentifier } from 'inversify';
 import { deliveryInfo } from '../context.js';
 import { ListenerWiringError } from '../errors.js';
-import type { HandlerMethod, IdempotencyHandler } from '../idempotency-handler.js';
+import type { HandlerMethod, IdempotencyEngine } from '../idempotency-engine.js';
 import {
   getHandlerMethod,
   getIdempotentMethods,
@@ -26,7 +26,7 @@ import { scopeOf } from '../scope.js';
 import {
   IDEMPOTENCY_CACHE,
   IDEMPOTENCY_CLOCK,
-  IDEMPOTENCY_HANDLER,
+  IDEMPOTENCY_ENGINE,
   IDEMPOTENCY_LOGGER,
   IDEMPOTENCY_STORE,
   MESSAGE_TRANSPORT,
@@ -112,7 +112,7 @@ export class ListenerRegistry {
     if (offenders.length > 0) throw new ListenerWiringError(offenders);
 
     const transport = this.container.get(MESSAGE_TRANSPORT);
-    const engine = this.container.get(IDEMPOTENCY_HANDLER);
+    const engine = this.container.get(IDEMPOTENCY_ENGINE);
     const policy = new SettlementPolicy(
       this.options,
       transport.profile,
@@ -149,7 +149,7 @@ export class ListenerRegistry {
    * entry fails alone.
    */
   private async handleBatch(
-    engine: IdempotencyHandler,
+    engine: IdempotencyEngine,
     policy: SettlementPolicy,
     p: Planned,
     instance: unknown,
@@ -175,7 +175,7 @@ export class ListenerRegistry {
    * retention is shorter than the transport's redelivery horizon or the failure retries' own.
    */
   private warnShortRetention(
-    engine: IdempotencyHandler,
+    engine: IdempotencyEngine,
     policy: SettlementPolicy,
     transport: MessageTransport,
     planned: readonly Planned[],
@@ -225,7 +225,7 @@ export class ListenerRegistry {
       [MESSAGE_TRANSPORT, 'no MessageTransport is bound to MESSAGE_TRANSPORT'],
       [IDEMPOTENCY_STORE, 'no idempotency store is bound (load IdempotencyModule)'],
       [IDEMPOTENCY_CACHE, 'no idempotency cache is bound (load IdempotencyModule)'],
-      [IDEMPOTENCY_HANDLER, 'the idempotency engine is not bound (load IdempotencyModule)'],
+      [IDEMPOTENCY_ENGINE, 'the idempotency engine is not bound (load IdempotencyModule)'],
     ] as const) {
       if (!c.isBound(id)) offenders.push(what);
     }

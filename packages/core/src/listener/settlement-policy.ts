@@ -14,7 +14,7 @@
  */
 import { type Backoff, backoffDelay, checkBackoff } from '../backoff.js';
 import { IdempotencyError, type IdempotencyErrorCode, InvalidOptionError } from '../errors.js';
-import type { Execution } from '../idempotency-handler.js';
+import type { Execution } from '../outcome.js';
 import type { Clock } from '../ports/clock.js';
 import type { Settlement, TransportProfile } from '../ports/message-transport.js';
 

@@ -1,0 +1,62 @@
+/**
+ * The lease keep-alive of one claim: renews it every `keepAliveMs` while the handler runs, so that a
+ * slow but live handler is not taken over; a dead process stops renewing, and its lease runs out.
+ */
+import type { ResolvedPolicy } from '../options.js';
+import type { Clock } from '../ports/clock.js';
+import type { IdempotencyStore, TokenRef } from '../ports/idempotency-store.js';
+import type { IdempotencyLogger } from '../ports/logger.js';
+
+export class LeaseKeeper {
+  #timer: unknown;
+  #stopped = false;
+
+  constructor(
+    private readonly deps: {
+      readonly store: IdempotencyStore;
+      readonly clock: Clock;
+      readonly logger: IdempotencyLogger;
+    },
+    private readonly token: TokenRef,
+    private readonly owner: string,
+    private readonly policy: ResolvedPolicy,
+    /** The claim's transaction, in transactional mode. */
+    private readonly tx: unknown,
+  ) {}
+
+  /** Starts renewing: the first renewal one `keepAliveMs` from now. */
+  start(): this {
+    this.#schedule();
+    return this;
+  }
+
+  /** Stops renewing; a renewal in flight completes but schedules nothing. */
+  stop(): void {
+    this.#stopped = true;
+    this.deps.clock.clearTimeout(this.#timer);
+  }
+
+  #schedule(): void {
+    if (!this.#stopped)
+      this.#timer = this.deps.clock.setTimeout(() => this.#renew(), this.policy.keepAliveMs);
+  }
+
+  #renew(): void {
+    const { store, logger } = this.deps;
+    store.renew(this.token, this.owner, this.policy.leaseMs, this.tx).then(
+      (held) => {
+        if (!held) {
+          logger.warn('lease lost while the handler ran; its completion will be refused', {
+            key: this.token.key,
+          });
+          this.#stopped = true;
+        }
+        this.#schedule();
+      },
+      (error: unknown) => {
+        logger.warn('lease renewal failed; retrying', { key: this.token.key, error: String(error) });
+        this.#schedule();
+      },
+    );
+  }
+}
