@@ -187,6 +187,70 @@ for (const dialect of DIALECTS) {
       });
     }
 
+    if (dialect !== 'sqlite') {
+      it('a slow live handler keeps its transaction past the server idle limit: its keep-alive talks to the server', async () => {
+        // The server ends a store transaction idle for longer than the lease (1.5 s here); the engine
+        // renews every third of it, and each renewal is a statement on the transaction.
+        const scope = `slow-${randomUUID()}`;
+        const ref = randomUUID();
+        @injectable()
+        class SlowPayer {
+          @Idempotent({ key: (m: Message) => m.keys, scope, mode: 'transactional', leaseMs: 1_500 })
+          async onMessage(m: Message, ctx: IdempotencyContext<Knex.Transaction>) {
+            await sleep(3_500);
+            await ctx.trx(payments).insert({ ref: (m.body as { ref: string }).ref, amount: 100 });
+          }
+        }
+        const h = engine(store);
+        await h.get(SlowPayer).onMessage(msg('SLOW-1', { ref }));
+        expect(h.outcomes.map((o) => o.kind)).toEqual(['processed']);
+        expect(await paid(ref)).toBe(1);
+        expect(await tokenRows(scope)).toMatchObject([{ status: 'completed' }]);
+      });
+
+      it('two handlers that deadlock on each other: the victim is run again in place, and both book once', async () => {
+        const scope = `deadlock-${randomUUID()}`;
+        const [one, two] = [randomUUID(), randomUUID()];
+        await knex(payments).insert([
+          { ref: one, amount: 0 },
+          { ref: two, amount: 0 },
+        ]);
+        // By primary key: InnoDB would lock every row a scan for an unindexed ref reads.
+        const ids = await knex(payments).whereIn('ref', [one, two]).select('id', 'ref');
+        const idOf = (ref: string) => ids.find((r: { ref: string }) => r.ref === ref).id as number;
+        const firstLocks = deferred();
+        let holding = 0;
+        const calls: string[] = [];
+        @injectable()
+        class Transfer {
+          @Idempotent({ key: (m: Message) => m.keys, scope, mode: 'transactional' })
+          async onMessage(m: Message, ctx: IdempotencyContext<Knex.Transaction>) {
+            const { from, to } = m.body as { from: number; to: number };
+            calls.push(m.keys[0] as string);
+            await ctx.trx(payments).where({ id: from }).increment('amount', -1);
+            // The first attempts wait for each other, each holding its first row: a deadlock.
+            if (!ctx.replay) {
+              if (++holding === 2) firstLocks.resolve();
+              await firstLocks.promise;
+            }
+            await ctx.trx(payments).where({ id: to }).increment('amount', 1);
+          }
+        }
+        const h = engine(store);
+        const transfer = h.get(Transfer);
+        await Promise.all([
+          transfer.onMessage(msg('T-1', { from: idOf(one), to: idOf(two) })),
+          transfer.onMessage(msg('T-2', { from: idOf(two), to: idOf(one) })),
+        ]);
+        expect(h.outcomes.map((o) => o.kind)).toEqual(['processed', 'processed']);
+        // One of the two ran twice: its first transaction was the deadlock's victim and rolled back.
+        expect(calls).toHaveLength(3);
+        const amounts = await knex(payments).whereIn('ref', [one, two]).select('amount');
+        expect(amounts.map((r: { amount: number }) => Number(r.amount))).toEqual([0, 0]);
+        expect(await tokenRows(scope)).toHaveLength(2);
+      });
+    }
+
     it('lease mode: the claim is committed before the handler runs, and completed after', async () => {
       const scope = `lease-${randomUUID()}`;
       const seen: string[] = [];

@@ -21,16 +21,5 @@ export class IdempotencyTableMissingError extends IdempotencyStoreError {
   }
 }
 
-/**
- * A token the table cannot hold exactly: longer than its column, or not valid Unicode text. Refused
- * rather than truncated or re-encoded, which could make two different keys one.
- */
-export class UnstorableTokenError extends IdempotencyStoreError {
-  override readonly name = 'UnstorableTokenError';
-  constructor(
-    token: TokenRef,
-    readonly reason: string,
-  ) {
-    super('claim', token, new Error(reason));
-  }
-}
+/** Raised by the store for a token its table cannot hold; defined in core, where transports see its code. */
+export { UnstorableTokenError } from '@idempotent-mq/core';

@@ -18,13 +18,13 @@ import {
   type StoreStep,
   StoreUnavailableError,
   type TokenRef,
-  tokenId,
+  UnstorableTokenError,
 } from '@idempotent-mq/core';
 import type { Knex } from 'knex';
 import { isConnectionFailure } from './connection-failure.js';
-import { type Db, type Dialect, toNumber } from './dialects/dialect.js';
+import { type Db, type Dialect, type OwnTransaction, toNumber } from './dialects/dialect.js';
 import { dialectOf } from './dialects/dialect-of.js';
-import { IdempotencyTableMissingError, UnstorableTokenError } from './errors.js';
+import { IdempotencyTableMissingError } from './errors.js';
 import {
   type IdempotencyTableOptions,
   type ResolvedTableOptions,
@@ -41,6 +41,7 @@ import {
   type TokenRow,
   toRecord,
 } from './token-row.js';
+import { isTransientFailure } from './transient-failure.js';
 
 export interface KnexIdempotencyStoreOptions extends IdempotencyTableOptions, BaseIdempotencyStoreOptions {
   /**
@@ -70,14 +71,15 @@ const MAX_BATCH = 100_000;
  * In transactional mode the handler receives the knex transaction as `ctx.trx`. A second copy of a
  * token arriving while the first copy's transaction is open answers `inFlight` at once on PostgreSQL
  * (advisory lock) and MySQL/MariaDB (`GET_LOCK`); on SQLite it waits for the first to finish, since
- * SQLite runs one transaction at a time.
+ * SQLite runs one transaction at a time. On PostgreSQL and MariaDB the server ends a store transaction
+ * left idle for longer than its claim's lease (a frozen process), so the token does not stay locked.
  */
 export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction> {
   private readonly table: ResolvedTableOptions;
   private readonly dialect: Dialect;
   private readonly purgeBatchSize: number;
   private readonly isolationLevel: Knex.IsolationLevels | undefined;
-  /** Transactions this store opened, with the session locks they hold (MySQL). */
+  /** Transactions this store opened, with the session lock names they hold (MySQL). */
   private readonly opened = new WeakMap<Knex.Transaction, string[]>();
   /** Claims written completed at once inside their transaction (see `ClaimRequest.ttlMs`), by token and owner. */
   private readonly precompleted = new WeakMap<Knex.Transaction, Set<string>>();
@@ -110,11 +112,15 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
     const config = this.isolationLevel ? { isolationLevel: this.isolationLevel } : undefined;
     try {
       return await this.knex.transaction(async (trx) => {
+        // knex calls this even after a failed BEGIN, on a transaction already completed (and rejected with
+        // BEGIN's error): nothing may run then.
+        if (trx.isCompleted()) throw new Error('BEGIN failed');
         began = true;
         const held: string[] = [];
         this.opened.set(trx, held);
+        let result: T;
         try {
-          return await work(trx);
+          result = await work(trx);
         } catch (error) {
           failure = { error };
           throw error;
@@ -122,14 +128,15 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
           // Before the end of the transaction: a copy that gets the lock meanwhile waits only for our commit.
           await this.dialect.releaseLocks(trx, held);
         }
+        return result;
       }, config);
     } catch (error) {
       if (failure) throw failure.error;
-      // Could not begin: nothing ran, so an outage here may be treated as one.
-      if (!began) throw this.translate('transaction', undefined, error);
-      // The commit failed. It may have reached the database, so this is never "unavailable": a fail-open
+      // Could not begin (no connection, BEGIN refused): nothing ran, so an outage here may be treated as one.
+      if (!began) throw this.translate('begin', undefined, error);
+      // The COMMIT failed. It may have reached the database, so this is never "unavailable": a fail-open
       // policy must not run the handler a second time.
-      throw new IdempotencyStoreError('transaction', undefined, error);
+      throw new IdempotencyStoreError('commit', undefined, error);
     }
   }
 
@@ -142,12 +149,13 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
         : tooLong('fingerprint', request.fingerprint, FINGERPRINT_LENGTH));
     if (problem) throw new UnstorableTokenError(request.token, problem);
     return this.run('claim', request.token, async () => {
+      const own = tx && this.own(tx, request);
       if (tx && this.dialect.lockAndInsert) {
         const attempt = await this.dialect.lockAndInsert(
           tx,
           this.lockId(request.token),
           this.newRow(request, tx),
-          this.opened.get(tx),
+          own,
         );
         if (attempt.row) {
           this.notePrecompleted(request, tx);
@@ -161,7 +169,7 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
         if (!attempt.acquired) return this.heldElsewhere(request.token, attempt.nowMs, tx, attempt.standing);
         // The row is expired or gone (or unread): the rest of the claim decides, under the lock.
       } else if (tx) {
-        const lock = await this.dialect.tryLock(tx, this.lockId(request.token), this.opened.get(tx));
+        const lock = await this.dialect.tryLock(tx, this.lockId(request.token), own);
         if (lock && !lock.acquired) return this.heldElsewhere(request.token, lock.nowMs, tx);
       }
       return super.claim(request, tx);
@@ -221,9 +229,14 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
       if (tx) {
         // The claim is uncommitted, or its row is locked by this transaction: no copy can take it over
         // before the commit, and a new lease would become visible only with the completion. Renewing
-        // therefore only checks that the claim is still this owner's.
+        // therefore only checks that the claim is still this owner's; but it always sends a statement,
+        // since that is what resets the server's idle limit on the transaction (set to the lease by the
+        // claim): a live handler's keep-alive keeps its transaction.
         if (tx.isCompleted()) return false;
-        if (this.precompleted.get(tx)?.has(claimId(token, owner))) return true;
+        if (this.precompleted.get(tx)?.has(claimId(token, owner))) {
+          await tx.raw('select 1');
+          return true;
+        }
         return (await tx(this.table.tableName).select('id').where(this.heldWhere(token, owner))).length === 1;
       }
       const changed = await this.knex(this.table.tableName)
@@ -298,11 +311,22 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
         );
         for (const row of rows) {
           const record = this.record(row);
-          found.set(tokenId(record), record);
+          found.set(exactId(record), record);
         }
       }
     });
-    return tokens.map((token) => found.get(tokenId(token)));
+    return tokens.map((token) => found.get(exactId(token)));
+  }
+
+  /**
+   * Whether the failed transaction may pass if run again at once: a deadlock or a serialization failure
+   * (PostgreSQL 40P01, 40001; MySQL/MariaDB 1213, and 1205 for a lock wait that ran out), or a busy
+   * SQLite database (SQLITE_BUSY*, SQLITE_LOCKED*). `error` is a driver error the handler's own writes
+   * threw, or one of this store's errors with the driver's as `cause`. Connection drops, constraint
+   * violations and a missing table are not transient: they would only fail again.
+   */
+  isTransient(error: unknown): boolean {
+    return isTransientFailure(error);
   }
 
   async purgeExpired(options: { readonly batchSize?: number } = {}): Promise<number> {
@@ -349,6 +373,12 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
       key,
       owner: request.owner,
     };
+  }
+
+  /** A transaction this store opened, as its claim's dialect sees it; undefined for the user's own. */
+  private own(tx: Knex.Transaction, request: ClaimRequest): OwnTransaction | undefined {
+    const held = this.opened.get(tx);
+    return held && { held, idleLimitMs: request.leaseMs };
   }
 
   private notePrecompleted(request: ClaimRequest, tx: Knex.Transaction | undefined): void {
@@ -430,10 +460,32 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
 
   /** Why the table cannot hold this token exactly, or undefined when it can. */
   private unstorable(token: TokenRef): string | undefined {
-    return (
-      textProblem('scope', token.scope, this.table.scopeLength, 'scopeLength') ??
-      textProblem('key', token.key, this.table.keyLength, 'keyLength')
-    );
+    return this.textProblem('scope', token.scope) ?? this.textProblem('key', token.key);
+  }
+
+  private textProblem(what: 'scope' | 'key', value: string): string | undefined {
+    const option = what === 'key' ? 'keyLength' : 'scopeLength';
+    const max = this.table[option];
+    const length = codePointLength(value);
+    if (length > max) {
+      return (
+        `the ${what} is ${length} code points; the table holds ${max}. Keep the engine's maxKeyLength ` +
+        `within the table's ${option}, or widen the column and set ${option}`
+      );
+    }
+    const fix =
+      what === 'key'
+        ? 'Make the key function of @Idempotent return text without it (encode binary keys as hex or base64)'
+        : 'Choose a scope without it (the scope option of @Idempotent)';
+    // The driver would re-encode a lone surrogate as U+FFFD, so two different keys could meet.
+    if (/\p{Cs}/u.test(value)) {
+      return (
+        `the ${what} contains a lone surrogate (not valid Unicode), which the ${this.dialect.label} driver ` +
+        `would store as U+FFFD, so that two different ${what}s could meet. ${fix}`
+      );
+    }
+    const char = this.dialect.unstorableChar(value);
+    return char && `the ${what} contains ${char}. ${fix}`;
   }
 
   private async run<T>(step: StoreStep, token: TokenRef | undefined, fn: () => Promise<T>): Promise<T> {
@@ -462,22 +514,16 @@ function retentionInTx(request: ClaimRequest, tx: Knex.Transaction | undefined):
   return tx === undefined ? undefined : request.ttlMs;
 }
 
-function claimId(token: TokenRef, owner: string): string {
-  return `${tokenId(token)}\u0000${owner}`;
+/**
+ * A token as a map key, exact even where scopes and keys may contain U+0000 (MySQL/MariaDB, SQLite):
+ * core's `tokenId` joins them with U+0000, so `('a\u0000', 'b')` and `('a', '\u0000b')` would meet.
+ */
+function exactId(token: TokenRef): string {
+  return `${token.scope.length}:${token.scope}${token.key}`;
 }
 
-function textProblem(what: string, value: string, max: number, option: string): string | undefined {
-  const length = codePointLength(value);
-  if (length > max) {
-    return (
-      `the ${what} is ${length} code points; the table holds ${max}. Keep the engine's maxKeyLength ` +
-      `within the table's ${option}, or widen the column and set ${option}`
-    );
-  }
-  // Lone surrogates would be re-encoded as U+FFFD by the driver, so two different keys could meet.
-  if (/\p{Cs}/u.test(value)) return `the ${what} is not valid Unicode (a lone surrogate)`;
-  if (value.includes('\u0000')) return `the ${what} contains U+0000, which PostgreSQL text cannot hold`;
-  return undefined;
+function claimId(token: TokenRef, owner: string): string {
+  return `${exactId(token)}\u0000${owner}`;
 }
 
 function tooLong(what: string, value: string, max: number): string | undefined {

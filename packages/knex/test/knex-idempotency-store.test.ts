@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import {
   type ClaimResult,
+  UnstorableTokenError as CoreUnstorableTokenError,
   IdempotencyStoreError,
   StoreUnavailableError,
   type TokenRef,
@@ -22,7 +23,9 @@ import {
 import {
   DIALECTS,
   expectLockFree,
+  killSession,
   openDatabase,
+  sessionId,
   sleep,
   type TestDatabase,
   uniqueTable,
@@ -187,12 +190,20 @@ for (const dialect of DIALECTS) {
 
     it('a token the column cannot hold is refused before any SQL, and the transaction stays usable', async () => {
       freshScope();
-      const refused = ['k'.repeat(251), `lone-\ud800-surrogate`, 'nul-\u0000-byte'];
+      // U+0000 only on PostgreSQL: MySQL/MariaDB (VARBINARY) and SQLite store it (see below).
+      const refused = [
+        'k'.repeat(251),
+        `lone-\ud800-surrogate`,
+        ...(dialect === 'postgresql' ? ['nul-\u0000-byte'] : []),
+      ];
       await store.transaction(async (trx) => {
         for (const key of refused) {
           const error = await claim(key, 'o', trx).catch((e: unknown) => e);
           expect(error).toBeInstanceOf(UnstorableTokenError);
+          expect(error).toBeInstanceOf(CoreUnstorableTokenError);
           expect(error).not.toBeInstanceOf(StoreUnavailableError);
+          // A redelivery cannot fix it: the registry dead-letters on this code at once.
+          expect((error as UnstorableTokenError).code).toBe('UNSTORABLE_TOKEN');
         }
         // On PostgreSQL a failed statement would abort the transaction; nothing was sent, so it goes on.
         expect((await claim('after-refusal', 'o', trx)).status).toBe('claimed');
@@ -200,8 +211,87 @@ for (const dialect of DIALECTS) {
       expect((await rows()).map((r) => text(r.key))).toEqual(['after-refusal']);
       // Reads of such a token answer "absent" rather than fail.
       await expect(store.get(token('k'.repeat(251)))).resolves.toBeUndefined();
-      await expect(store.release(token('nul-\u0000-byte'), 'o')).resolves.toBe(false);
+      await expect(store.release(token(`lone-\ud800-surrogate`), 'o')).resolves.toBe(false);
     });
+
+    it('a refusal names the database and the fix', async () => {
+      freshScope();
+      const surrogate = await claim('lone-\udc00', 'o').catch((e: unknown) => e);
+      const label = { postgresql: 'PostgreSQL', mysql: 'MySQL/MariaDB', sqlite: 'SQLite' }[dialect];
+      expect((surrogate as Error).message).toContain(
+        `lone surrogate (not valid Unicode), which the ${label} driver`,
+      );
+      expect((surrogate as Error).message).toMatch(/key function of @Idempotent .*hex or base64/);
+      const scoped = await store
+        .claim({ token: { scope: 'scope-\ud800', key: 'k' }, owner: 'o', leaseMs: 1_000 })
+        .catch((e: unknown) => e);
+      expect((scoped as Error).message).toMatch(
+        /the scope contains a lone surrogate.*scope option of @Idempotent/,
+      );
+      if (dialect === 'postgresql') {
+        const nul = await claim('nul-\u0000', 'o').catch((e: unknown) => e);
+        expect((nul as Error).message).toMatch(
+          /the key contains U\+0000, which PostgreSQL text cannot hold\. Make the key function of @Idempotent/,
+        );
+      }
+    });
+
+    if (dialect !== 'postgresql') {
+      it('a key with U+0000 is stored and found exactly: "a\\u0000b", "a\\u0000" and "a" are three tokens', async () => {
+        freshScope();
+        const keys = ['a\u0000b', 'a\u0000', 'a', '\u0000', '\u0000a'];
+        // Lease mode, then a transactional claim (the dialect's own first statement).
+        for (const key of keys.slice(0, 3)) {
+          expect(await claim(key, `owner-${key}`)).toMatchObject({ status: 'claimed', record: { key } });
+          await expect(
+            store.complete({
+              token: token(key),
+              owner: `owner-${key}`,
+              ttlMs: 60_000,
+              result: JSON.stringify(key),
+            }),
+          ).resolves.toBe(true);
+        }
+        for (const key of keys.slice(3)) {
+          await store.transaction(async (trx) => {
+            const claimed = await store.claim(
+              { token: token(key), owner: `owner-${key}`, leaseMs: 5_000, ttlMs: 60_000 },
+              trx,
+            );
+            expect(claimed).toMatchObject({ status: 'claimed', record: { key } });
+            await store.complete(
+              { token: token(key), owner: `owner-${key}`, ttlMs: 60_000, result: JSON.stringify(key) },
+              trx,
+            );
+          });
+        }
+        expect((await rows()).map((r) => text(r.key)).sort()).toEqual([...keys].sort());
+        for (const key of keys) {
+          expect(await store.get(token(key))).toMatchObject({
+            key,
+            owner: `owner-${key}`,
+            result: JSON.stringify(key),
+          });
+          // A copy of each is a duplicate of its own record, not of a neighbour's.
+          const again = await store.transaction((trx) =>
+            store.claim({ token: token(key), owner: 'copy', leaseMs: 5_000, ttlMs: 60_000 }, trx),
+          );
+          expect(again).toMatchObject({ status: 'exists', record: { key, owner: `owner-${key}` } });
+        }
+        const found = await store.getMany([...keys, 'a\u0000c', 'b'].map(token));
+        expect(found.map((r) => r?.owner)).toEqual([...keys.map((k) => `owner-${k}`), undefined, undefined]);
+        await expect(store.release(token('a\u0000c'), 'o')).resolves.toBe(false);
+      });
+
+      it('getMany tells a U+0000 at the end of the scope from one at the start of the key', async () => {
+        freshScope();
+        const inScope = { scope: `${scope}\u0000`, key: 'k' };
+        const inKey = { scope, key: '\u0000k' };
+        await store.claim({ token: inScope, owner: 'in-scope', leaseMs: 5_000 });
+        const found = await store.getMany([inScope, inKey]);
+        expect(found.map((r) => r?.owner)).toEqual(['in-scope', undefined]);
+      });
+    }
 
     it('a rollback leaves neither the token nor the business row; the redelivery does the work once', async () => {
       freshScope();
@@ -237,10 +327,7 @@ for (const dialect of DIALECTS) {
             .transaction(async (trx) => {
               await claim('PAY-KILLED', 'doomed', trx);
               await trx(businessTable).insert({ ref });
-              const id = await backendId(dialect, trx);
-              await (dialect === 'postgresql'
-                ? killer.knex.raw('select pg_terminate_backend(?)', [id])
-                : killer.knex.raw(`kill ${Number(id)}`));
+              await killSession(dialect, killer.knex, await sessionId(dialect, trx));
               await trx(businessTable).insert({ ref: `${ref}-after` });
             })
             .then(
@@ -473,9 +560,4 @@ function nowSql(dialect: string): string {
     default:
       return "(cast(round((julianday('now') - 2440587.5) * 86400000.0) as integer))";
   }
-}
-
-async function backendId(dialect: string, trx: Knex.Transaction): Promise<number> {
-  if (dialect === 'postgresql') return Number((await trx.raw('select pg_backend_pid() as id')).rows[0].id);
-  return Number((await trx.raw('select connection_id() as id'))[0][0].id);
 }

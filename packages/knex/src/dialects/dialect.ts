@@ -1,7 +1,8 @@
 /**
  * What differs between PostgreSQL, MySQL/MariaDB and SQLite, and nothing else: the database clock, the
  * insert-if-absent that tells a duplicate without raising, updates that return the row, the lock that
- * tells a second transactional copy "in flight" at once, and the column types.
+ * tells a second transactional copy "in flight" at once, the server's bound on an idle transaction, the
+ * text a column cannot hold, and the column types.
  */
 import type { Knex } from 'knex';
 import type { ResolvedTableOptions } from '../table-options.js';
@@ -29,8 +30,21 @@ export interface ClaimAttempt extends LockAnswer {
   readonly standing?: { readonly row: TokenRow | undefined };
 }
 
+/** What a claim inside a transaction the store opened (`store.transaction`) brings to the dialect. */
+export interface OwnTransaction {
+  /** Session lock names that {@link Dialect.releaseLocks} must release before the transaction ends. */
+  readonly held: string[];
+  /**
+   * The claim's lease: how long the database may let the transaction sit idle before it ends it, so
+   * that a frozen process does not hold the token's lock forever.
+   */
+  readonly idleLimitMs: number;
+}
+
 export interface Dialect {
   readonly name: 'postgresql' | 'mysql' | 'sqlite';
+  /** The database's name in messages. */
+  readonly label: string;
   /**
    * An SQL expression for the database's time in epoch milliseconds, read anew by each statement (so a
    * long transaction does not see a frozen clock). Leases and retention compare against it, never
@@ -43,6 +57,11 @@ export interface Dialect {
   bindText(value: string): string | Buffer;
   /** A scope or key as read back from its column. */
   readText(value: unknown): string;
+  /**
+   * A character of `value` that the column cannot hold, described with the reason (`U+0000, which …`),
+   * or undefined. Length and lone surrogates (every driver re-encodes them) are checked by the store.
+   */
+  unstorableChar(value: string): string | undefined;
   /** Inserts the row unless one holds its (scope, key); the inserted row, or undefined. Never raises on a duplicate. */
   insertIfAbsent(db: Db, row: NewRow): Promise<TokenRow | undefined>;
   /**
@@ -51,21 +70,27 @@ export interface Dialect {
    */
   updateReturning(update: Knex.QueryBuilder, reread: () => Knex.QueryBuilder): Promise<TokenRow | undefined>;
   /**
-   * Tries, without waiting, to lock the token for the rest of `trx`; `undefined` when the dialect needs
-   * no lock because its transactions already run one at a time. `held` collects lock names that
-   * {@link Dialect.releaseLocks} must release before the transaction ends.
+   * A transactional claim's first step: tries, without waiting, to lock the token for the rest of `trx`;
+   * `undefined` when the dialect needs no lock because its transactions already run one at a time. In a
+   * transaction the store opened (`own`), it also bounds the transaction's idle time by the lease on the
+   * server, where the dialect can, and collects in `own.held` the locks to release.
    */
-  tryLock(trx: Knex.Transaction, lockId: Buffer, held: string[] | undefined): Promise<LockAnswer | undefined>;
+  tryLock(
+    trx: Knex.Transaction,
+    lockId: Buffer,
+    own: OwnTransaction | undefined,
+  ): Promise<LockAnswer | undefined>;
   /**
    * A transactional claim's first step where the dialect has a cheaper one than {@link Dialect.tryLock}
    * then {@link Dialect.insertIfAbsent}: the row inserted (a first-time claim costs one statement), or
    * whether another open transaction holds the token, with the row that stands where the dialect read it.
+   * It bounds the idle time of `own` as {@link Dialect.tryLock} does.
    */
   lockAndInsert?(
     trx: Knex.Transaction,
     lockId: Buffer,
     row: NewRow,
-    held: string[] | undefined,
+    own: OwnTransaction | undefined,
   ): Promise<ClaimAttempt>;
   /** Releases the session locks `tryLock` took in `trx` (MySQL); nothing elsewhere. */
   releaseLocks(trx: Knex.Transaction, held: readonly string[]): Promise<void>;

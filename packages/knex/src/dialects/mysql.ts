@@ -5,7 +5,8 @@
  * `innodb_lock_wait_timeout` (50 s by default). On MariaDB 10.5+ the claim's insert runs with that timeout
  * at 0 instead, so a row another open transaction holds fails the statement at once; elsewhere
  * `GET_LOCK(name, 0)` answers the copy at once. That lock belongs to the session, so the store releases it
- * before the transaction ends.
+ * before the transaction ends. On MariaDB the session's `idle_transaction_timeout` is set to the lease, so
+ * that the server ends the transaction of a process that froze holding the token.
  */
 import type { Knex } from 'knex';
 import type { ResolvedTableOptions } from '../table-options.js';
@@ -17,6 +18,7 @@ import {
   type Dialect,
   intoColumns,
   type LockAnswer,
+  type OwnTransaction,
   quoted,
   toNumber,
 } from './dialect.js';
@@ -44,9 +46,38 @@ async function unlessLockWaitTimeout<T>(statement: PromiseLike<T>): Promise<T | 
 
 type StandingRead = { lock_now_ms: unknown } & TokenRow;
 
+/** What the store asks of the server once: which of MariaDB's features it can use. */
+interface ServerTraits {
+  /** MariaDB 10.5+ (`INSERT … RETURNING`, `SET STATEMENT`) with `innodb_rollback_on_timeout` off. */
+  readonly insertsWithoutWaiting: boolean;
+  /** MariaDB 10.3+: `idle_transaction_timeout`. MySQL has no limit on an idle transaction alone. */
+  readonly limitsIdleTransactions: boolean;
+}
+
+/**
+ * The `idle_transaction_timeout` (whole seconds) last set on each pooled connection, by any store: a
+ * session keeps it, so it is set again only on a new connection or for another lease.
+ */
+const idleLimits = new WeakMap<object, number>();
+
+/**
+ * Sets the session's idle limit to the lease, rounded up to whole seconds (the setting's unit). It has to
+ * be the session's: `SET STATEMENT` lasts one statement, and the limit is checked between statements.
+ */
+async function setSessionIdleLimit(trx: Knex.Transaction, ms: number): Promise<void> {
+  const seconds = Math.ceil(ms / 1000);
+  // A transaction's client hands out the transaction's own connection, without a round trip.
+  const connection: unknown = await trx.client.acquireConnection();
+  const known = typeof connection === 'object' && connection !== null;
+  if (known && idleLimits.get(connection) === seconds) return;
+  await trx.raw(`set session idle_transaction_timeout = ${seconds}`);
+  if (known) idleLimits.set(connection, seconds);
+}
+
 export class MysqlDialect implements Dialect {
   readonly name = 'mysql';
-  #withoutWaiting: Promise<boolean> | undefined;
+  readonly label = 'MySQL/MariaDB';
+  #server: Promise<ServerTraits> | undefined;
   readonly #insert = new WeakMap<RowTemplate, string>();
   readonly #noWaitInsert = new WeakMap<RowTemplate, string>();
   readonly #lockingRead = new WeakMap<RowTemplate, string>();
@@ -63,6 +94,11 @@ export class MysqlDialect implements Dialect {
 
   readText(value: unknown): string {
     return Buffer.isBuffer(value) ? value.toString('utf8') : String(value);
+  }
+
+  /** VARBINARY holds any bytes, U+0000 included. */
+  unstorableChar(): undefined {
+    return undefined;
   }
 
   async insertIfAbsent(db: Db, row: NewRow): Promise<TokenRow | undefined> {
@@ -101,9 +137,10 @@ export class MysqlDialect implements Dialect {
     trx: Knex.Transaction,
     lockId: Buffer,
     row: NewRow,
-    held: string[] | undefined,
+    own: OwnTransaction | undefined,
   ): Promise<ClaimAttempt> {
-    if (!held || !(await this.insertsWithoutWaiting(trx))) return this.lockThenInsert(trx, lockId, row, held);
+    const server = own && (await this.limitIdle(trx, own));
+    if (!own || !server?.insertsWithoutWaiting) return this.lockThenInsert(trx, lockId, row, own);
     const claimed = await this.insertWithoutWaiting(trx, row);
     if (claimed) return { acquired: true, nowMs: toNumber(claimed.created_at), row: claimed };
     // A row stands, or the insert met a lock. A locking read that does not wait tells which: it fails only
@@ -119,7 +156,7 @@ export class MysqlDialect implements Dialect {
     if (read.row && !isExpired(read.row, read.nowMs)) return { acquired: true, nowMs: read.nowMs, standing };
     // Expired or absent: the takeover or the new claim runs under the named lock, so that two copies never
     // race to it (both holding the row's shared lock, their updates would deadlock).
-    const lock = await this.getLock(trx, lockId, held);
+    const lock = await this.getLock(trx, lockId, own.held);
     return { ...lock, standing };
   }
 
@@ -127,9 +164,10 @@ export class MysqlDialect implements Dialect {
     trx: Knex.Transaction,
     lockId: Buffer,
     row: NewRow,
-    held: string[] | undefined,
+    own: OwnTransaction | undefined,
   ): Promise<ClaimAttempt> {
-    const lock = await this.tryLock(trx, lockId, held);
+    // A transaction the store did not open cannot have its session lock released: it waits on the row instead.
+    const lock = own && (await this.getLock(trx, lockId, own.held));
     if (lock && !lock.acquired) return lock;
     return { acquired: true, nowMs: lock?.nowMs ?? 0, row: await this.insertIfAbsent(trx, row) };
   }
@@ -174,36 +212,47 @@ export class MysqlDialect implements Dialect {
   }
 
   /**
-   * MariaDB 10.5+ (`INSERT … RETURNING`, `SET STATEMENT`) with `innodb_rollback_on_timeout` off (the
-   * default: a lock-wait timeout undoes only the statement). Asked once per store.
+   * In a transaction the store opened, bounds its idle time on MariaDB (see {@link setSessionIdleLimit}); the
+   * server's traits either way.
    */
-  private insertsWithoutWaiting(db: Db): Promise<boolean> {
-    this.#withoutWaiting ??= db
+  private async limitIdle(trx: Knex.Transaction, own: OwnTransaction): Promise<ServerTraits> {
+    const server = await this.server(trx);
+    if (server.limitsIdleTransactions) await setSessionIdleLimit(trx, own.idleLimitMs);
+    return server;
+  }
+
+  /** Asked once per store, with its first transactional claim. */
+  private server(db: Db): Promise<ServerTraits> {
+    this.#server ??= db
       .raw('select version() as v, @@innodb_rollback_on_timeout as rollback_on_timeout')
       .then(
         (result) => {
           const [[row]] = result as [{ v: string; rollback_on_timeout: unknown }[]];
           const match = /^(\d+)\.(\d+).*mariadb/i.exec(row?.v ?? '');
-          const mariaDb105 =
-            !!match && (Number(match[1]) > 10 || (Number(match[1]) === 10 && Number(match[2]) >= 5));
-          return mariaDb105 && toNumber(row?.rollback_on_timeout) === 0;
+          const version = match ? Number(match[1]) * 100 + Number(match[2]) : 0;
+          return {
+            insertsWithoutWaiting: version >= 1005 && toNumber(row?.rollback_on_timeout) === 0,
+            limitsIdleTransactions: version >= 1003,
+          };
         },
         (error: unknown) => {
           // Asked again by the next claim: an outage must not be remembered as the server's answer.
-          this.#withoutWaiting = undefined;
+          this.#server = undefined;
           throw error;
         },
       );
-    return this.#withoutWaiting;
+    return this.#server;
   }
 
   async tryLock(
     trx: Knex.Transaction,
     lockId: Buffer,
-    held: string[] | undefined,
+    own: OwnTransaction | undefined,
   ): Promise<LockAnswer | undefined> {
     // A transaction the store did not open cannot have its session lock released: it waits on the row instead.
-    return held && this.getLock(trx, lockId, held);
+    if (!own) return undefined;
+    await this.limitIdle(trx, own);
+    return this.getLock(trx, lockId, own.held);
   }
 
   private async getLock(trx: Knex.Transaction, lockId: Buffer, held: string[]): Promise<LockAnswer> {

@@ -5,10 +5,18 @@
 import type { Knex } from 'knex';
 import type { ResolvedTableOptions } from '../table-options.js';
 import type { NewRow, RowTemplate, TokenRow } from '../token-row.js';
-import { builtOnce, type Db, type Dialect, intoColumns, type LockAnswer } from './dialect.js';
+import {
+  builtOnce,
+  type Db,
+  type Dialect,
+  intoColumns,
+  type LockAnswer,
+  type OwnTransaction,
+} from './dialect.js';
 
 export abstract class ReturningDialect implements Dialect {
   abstract readonly name: Dialect['name'];
+  abstract readonly label: string;
   abstract readonly nowMs: string;
   readonly lockingReads: boolean = false;
   readonly #insert = new WeakMap<RowTemplate, string>();
@@ -19,6 +27,10 @@ export abstract class ReturningDialect implements Dialect {
 
   readText(value: unknown): string {
     return String(value);
+  }
+
+  unstorableChar(_value: string): string | undefined {
+    return undefined;
   }
 
   async insertIfAbsent(db: Db, row: NewRow): Promise<TokenRow | undefined> {
@@ -43,7 +55,7 @@ export abstract class ReturningDialect implements Dialect {
   abstract tryLock(
     trx: Knex.Transaction,
     lockId: Buffer,
-    held: string[] | undefined,
+    own: OwnTransaction | undefined,
   ): Promise<LockAnswer | undefined>;
   abstract releaseLocks(trx: Knex.Transaction, held: readonly string[]): Promise<void>;
   abstract isMissingTable(error: unknown): boolean;

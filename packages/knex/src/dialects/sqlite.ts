@@ -2,6 +2,8 @@
  * SQLite. knex gives it one connection, so transactions run one at a time in a process: a second
  * transactional copy waits for the first to commit (or roll back) and then sees its outcome; no lock is
  * needed. `ON CONFLICT DO NOTHING RETURNING *` tells a duplicate (knex's own insert result does not).
+ * There is no server to end an idle transaction: the engine's own handler bound (`maxHandlerMs`) applies.
+ * TEXT holds any string, U+0000 included (bound and compared with its length, not up to a NUL).
  */
 import type { Knex } from 'knex';
 import type { TokenRow } from '../token-row.js';
@@ -9,6 +11,7 @@ import { ReturningDialect } from './returning-dialect.js';
 
 export class SqliteDialect extends ReturningDialect {
   readonly name = 'sqlite';
+  readonly label = 'SQLite';
   // julianday('now') works on every SQLite version (unixepoch('subsec') needs 3.42) and keeps milliseconds.
   readonly nowMs = "(cast(round((julianday('now') - 2440587.5) * 86400000.0) as integer))";
 

@@ -89,3 +89,38 @@ export async function expectLockFree(
   ])) as [[{ free: number }]];
   expect(free.free, `GET_LOCK of ${token.key}`).toBe(1);
 }
+
+/** The server's id of the session that runs `db` (a transaction: its connection): a backend pid, a connection id. */
+export async function sessionId(
+  dialect: 'postgresql' | 'mysql',
+  db: Knex | Knex.Transaction,
+): Promise<number> {
+  if (dialect === 'postgresql') return Number((await db.raw('select pg_backend_pid() as id')).rows[0].id);
+  return Number((await db.raw('select connection_id() as id'))[0][0].id);
+}
+
+/** Whether the server still has that session. */
+export async function sessionAlive(dialect: 'postgresql' | 'mysql', db: Knex, id: number): Promise<boolean> {
+  if (dialect === 'postgresql') {
+    const found = await db.raw('select count(*)::int as n from pg_stat_activity where pid = ?', [id]);
+    return found.rows[0].n > 0;
+  }
+  const [[found]] = await db.raw('select count(*) as n from information_schema.processlist where id = ?', [
+    id,
+  ]);
+  return Number(found.n) > 0;
+}
+
+/**
+ * Ends a session from another connection, as an operator or a server restart would
+ * (`pg_terminate_backend`, `KILL`), and waits until the server has closed it.
+ */
+export async function killSession(dialect: 'postgresql' | 'mysql', killer: Knex, id: number): Promise<void> {
+  if (dialect === 'postgresql') await killer.raw('select pg_terminate_backend(?, 5000)', [id]);
+  else await killer.raw(`kill ${Number(id)}`);
+  const until = Date.now() + 5_000;
+  while (await sessionAlive(dialect, killer, id)) {
+    if (Date.now() > until) throw new Error(`session ${id} still open 5 s after it was killed`);
+    await sleep(10);
+  }
+}
