@@ -219,3 +219,45 @@ describe('invalid options are rejected at start-up, naming the option', () => {
     }
   });
 });
+
+describe('misspelt and malformed options are refused, naming the nearest valid one', () => {
+  it.each([
+    [{ ttlMz: 1000 }, '"IdempotencyModule.ttlMz": expected no such option; did you mean "ttlMs"?'],
+    [{ leseMs: 1000 }, 'did you mean "leaseMs"?'],
+    [{ storeResutl: true }, 'did you mean "storeResult"?'],
+    [{ somethingElse: 1 }, 'expected one of "ttlMs"'],
+  ])('IdempotencyModule(%o) fails', (options, message) => {
+    expect(() => new IdempotencyModule(options as never)).toThrow(message);
+  });
+
+  it('a non-object module option fails instead of passing as no options', () => {
+    expect(() => new IdempotencyModule('7d' as never)).toThrow(
+      'Invalid option "IdempotencyModule": expected an options object, got "7d".',
+    );
+    expect(() => new IdempotencyModule([] as never)).toThrow('"IdempotencyModule"');
+  });
+
+  it('a value is printed as given: NaN is NaN, not null', () => {
+    expect(() => new IdempotencyModule({ ttlMs: Number.NaN })).toThrow('got NaN.');
+    expect(() => new IdempotencyModule({ leaseMs: Number.POSITIVE_INFINITY })).toThrow('got Infinity.');
+  });
+
+  it('@Idempotent refuses a misspelt option and a scope that holds U+0000', () => {
+    expect(() => {
+      @injectable()
+      class Typo {
+        @Idempotent({ key: (m: Message) => m.keys, scpoe: 'payments' } as never)
+        async onMessage(_m: Message) {}
+      }
+      return Typo;
+    }).toThrow('"@Idempotent(Typo.onMessage).scpoe": expected no such option; did you mean "scope"?');
+    expect(() => {
+      @injectable()
+      class Nul {
+        @Idempotent({ key: (m: Message) => m.keys, scope: 'pay\u0000ments' })
+        async onMessage(_m: Message) {}
+      }
+      return Nul;
+    }).toThrow('"@Idempotent(Nul.onMessage).scope"');
+  });
+});

@@ -8,7 +8,7 @@ import {
   MemoryIdempotencyStore,
   setMessageListener,
 } from '@idempotent-mq/core';
-import { injectable } from 'inversify';
+import { Container, injectable } from 'inversify';
 import { describe, expect, it } from 'vitest';
 import { harness, type Message, msg, settle } from '../support/engine-harness.js';
 
@@ -27,6 +27,18 @@ describe('decorators and the container', () => {
     const r = await settle(idempotentView(orphan).onMessage(msg('O-1')));
     expect((r as { error: unknown }).error).toBeInstanceOf(IdempotencyNotConfiguredError);
     expect(orphan.tokens).toEqual([]);
+  });
+
+  it('a container without IdempotencyModule builds the consumer, whose calls then name the fix', async () => {
+    const bare = new Container();
+    bare.bind(Orders).toSelf();
+    const consumer = idempotentView(bare.get(Orders));
+    const r = await settle(consumer.onMessage(msg('O-2')));
+    expect((r as { error: unknown }).error).toBeInstanceOf(IdempotencyNotConfiguredError);
+    expect(String((r as { error: Error }).error.message)).toContain(
+      'load IdempotencyModule into its container (container.load(new IdempotencyModule()))',
+    );
+    expect(consumer.tokens).toEqual([]);
   });
 
   it('the decorator records metadata that the accessors read', () => {

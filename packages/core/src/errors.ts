@@ -244,8 +244,9 @@ export class IdempotencyNotConfiguredError extends IdempotencyError {
   constructor(readonly target: string) {
     super(
       'NOT_CONFIGURED',
-      `${target} is @Idempotent but this instance was not created by an inversify container with ` +
-        `IdempotencyModule loaded, so it would run unprotected. Resolve it from the container.`,
+      `${target} is @Idempotent but this instance has no idempotency engine, so it would run unprotected: ` +
+        'load IdempotencyModule into its container (container.load(new IdempotencyModule())) and resolve ' +
+        'the instance from that container, not with new.',
     );
   }
 }
@@ -261,6 +262,10 @@ function messageOf(cause: unknown): string {
 function show(value: unknown): string {
   if (typeof value === 'function') return 'a function';
   if (typeof value === 'string') return JSON.stringify(value);
+  // As given: JSON would print NaN and Infinity as null, and drop undefined.
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'symbol')
+    return String(value);
+  if (value === undefined) return 'undefined';
   try {
     return String(JSON.stringify(value) ?? value);
   } catch {

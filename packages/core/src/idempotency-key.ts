@@ -87,7 +87,10 @@ export function buildScope(name: string, version: string | number): string {
   return `v${version}:${name}`;
 }
 
-/** One string per token, for in-memory maps: the NUL cannot be confused with a scope character. */
+/**
+ * One string per token, for in-memory maps. A scope never holds U+0000 (refused at start-up, in the
+ * `scope` option and in consumer group names), so the first NUL ends it, whatever the key holds.
+ */
 export function tokenId(token: TokenRef): string {
   return `${token.scope}\u0000${token.key}`;
 }

@@ -3,7 +3,7 @@
  * and routes calls through it. An instance the container did not create fails loudly instead of
  * running unprotected.
  */
-import { inject } from 'inversify';
+import { inject, optional } from 'inversify';
 import type { IdempotencyContext } from './context.js';
 import { IdempotencyInFlightError, IdempotencyNotConfiguredError, InvalidOptionError } from './errors.js';
 import type { IdempotencyEngine } from './idempotency-engine.js';
@@ -48,7 +48,12 @@ export function Idempotent<M>(options: IdempotentOptions<M>) {
       throw new InvalidOptionError(`@Idempotent(${label})`, 'a method', original);
     }
     // Property injection, once per class: every instance the container creates receives its engine here.
-    if (markEngineInjected(ctor)) inject(IDEMPOTENCY_ENGINE)(target, ENGINE_PROPERTY);
+    // Optional, so that a container without IdempotencyModule still builds the instance, whose calls
+    // then fail with IdempotencyNotConfiguredError naming the fix, not with inversify's "No bindings".
+    if (markEngineInjected(ctor)) {
+      inject(IDEMPOTENCY_ENGINE)(target, ENGINE_PROPERTY);
+      optional()(target, ENGINE_PROPERTY);
+    }
     const handlerMethod: HandlerMethod = {
       ctor,
       method,

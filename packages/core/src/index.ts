@@ -83,6 +83,17 @@ export {
   setMessageListener,
 } from './metadata.js';
 export {
+  booleanOption,
+  checkOptionsObject,
+  enumOption,
+  functionOption,
+  integerOption,
+  MAX_TIMER_MS,
+  nearestName,
+  optionName,
+  textOption,
+} from './option-checks.js';
+export {
   DEFAULT_POLICY,
   type IdempotencyMode,
   type IdempotencyPolicyOptions,

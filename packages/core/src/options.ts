@@ -5,6 +5,14 @@
 import { InvalidOptionError } from './errors.js';
 import type { IdempotencyKeyValue } from './idempotency-key.js';
 import { MIN_KEY_LENGTH } from './idempotency-key.js';
+import {
+  booleanOption,
+  checkOptionsObject,
+  enumOption,
+  integerOption,
+  MAX_TIMER_MS,
+  optionName,
+} from './option-checks.js';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -157,7 +165,6 @@ export const DEFAULT_POLICY: Readonly<Required<Omit<IdempotencyPolicyOptions, De
   cacheTimeoutMs: 100,
 });
 
-const MAX_TIMER_MS = 2 ** 31 - 1;
 const ENUMS: Record<string, readonly string[]> = {
   mode: ['auto', 'transactional', 'lease'],
   onMissingKey: ['reject', 'process'],
@@ -166,34 +173,52 @@ const ENUMS: Record<string, readonly string[]> = {
   onStoreUnavailable: ['failClosed', 'failOpen'],
 };
 
-/** Checks the policy options that are set; `where` prefixes the option name in the error. */
-export function validatePolicy(options: IdempotencyPolicyOptions, where: string): void {
-  const name = (o: string) => (where ? `${where}.${o}` : o);
-  integer(options.ttlMs, name('ttlMs'), 1, Number.MAX_SAFE_INTEGER);
-  integer(options.leaseMs, name('leaseMs'), 10, MAX_TIMER_MS);
-  integer(options.keepAliveMs, name('keepAliveMs'), 1, MAX_TIMER_MS);
-  integer(options.maxKeyLength, name('maxKeyLength'), MIN_KEY_LENGTH, 10_000);
-  integer(options.cacheTimeoutMs, name('cacheTimeoutMs'), 1, 60_000);
-  integer(options.maxHandlerMs, name('maxHandlerMs'), 10, MAX_TIMER_MS);
-  integer(options.transientRetries, name('transientRetries'), 0, 10);
+/** Every policy option's name. */
+export const POLICY_OPTIONS: readonly (keyof IdempotencyPolicyOptions)[] = [
+  ...(Object.keys(DEFAULT_POLICY) as (keyof IdempotencyPolicyOptions)[]),
+  'keepAliveMs',
+  'maxHandlerMs',
+];
+
+/** Every `@Idempotent` option's name. */
+const IDEMPOTENT_OPTIONS: readonly string[] = [
+  ...POLICY_OPTIONS,
+  'key',
+  'scope',
+  'scopeVersion',
+  'fingerprint',
+  'attempt',
+];
+
+/**
+ * Checks policy options; `where` prefixes the option name in the error. `known` are the names the
+ * options object may hold (the module's: the policy options; a method's: those and its own).
+ */
+export function validatePolicy(
+  options: IdempotencyPolicyOptions,
+  where: string,
+  known: readonly string[] = POLICY_OPTIONS,
+): void {
+  checkOptionsObject(options, known, where);
+  integerOption(where, 'ttlMs', options.ttlMs, { min: 1, max: Number.MAX_SAFE_INTEGER });
+  integerOption(where, 'leaseMs', options.leaseMs, { min: 10, max: MAX_TIMER_MS });
+  integerOption(where, 'keepAliveMs', options.keepAliveMs, { min: 1, max: MAX_TIMER_MS });
+  integerOption(where, 'maxKeyLength', options.maxKeyLength, { min: MIN_KEY_LENGTH, max: 10_000 });
+  integerOption(where, 'cacheTimeoutMs', options.cacheTimeoutMs, { min: 1, max: 60_000 });
+  integerOption(where, 'maxHandlerMs', options.maxHandlerMs, { min: 10, max: MAX_TIMER_MS });
+  integerOption(where, 'transientRetries', options.transientRetries, { min: 0, max: 10 });
   for (const [option, accepted] of Object.entries(ENUMS)) {
-    const value = (options as Record<string, unknown>)[option];
-    if (value !== undefined && !accepted.includes(value as string)) {
-      throw new InvalidOptionError(name(option), `one of ${accepted.map((a) => `'${a}'`).join(', ')}`, value);
-    }
+    enumOption(where, option, (options as Record<string, unknown>)[option], accepted);
   }
-  for (const option of ['storeResult', 'keepAlive'] as const) {
-    if (options[option] !== undefined && typeof options[option] !== 'boolean') {
-      throw new InvalidOptionError(name(option), 'a boolean', options[option]);
-    }
-  }
+  booleanOption(where, 'storeResult', options.storeResult);
+  booleanOption(where, 'keepAlive', options.keepAlive);
   if (
     options.keepAliveMs !== undefined &&
     options.leaseMs !== undefined &&
     options.keepAliveMs >= options.leaseMs
   ) {
     throw new InvalidOptionError(
-      name('keepAliveMs'),
+      optionName(where, 'keepAliveMs'),
       `less than leaseMs (${options.leaseMs})`,
       options.keepAliveMs,
     );
@@ -202,19 +227,23 @@ export function validatePolicy(options: IdempotencyPolicyOptions, where: string)
 
 /** Checks the options of one `@Idempotent` method. */
 export function validateIdempotentOptions(options: IdempotentOptions<never>, where: string): void {
-  if (typeof options !== 'object' || options === null) {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new InvalidOptionError(where, 'an options object with a key function', options);
   }
+  checkOptionsObject(options, IDEMPOTENT_OPTIONS, where);
   if (typeof options.key !== 'function') {
     throw new InvalidOptionError(`${where}.key`, 'a function (message) => string | string[]', options.key);
   }
   if (
     options.scope !== undefined &&
-    (typeof options.scope !== 'string' || options.scope.trim() === '' || options.scope.length > 150)
+    (typeof options.scope !== 'string' ||
+      options.scope.trim() === '' ||
+      options.scope.length > 150 ||
+      options.scope.includes('\u0000'))
   ) {
     throw new InvalidOptionError(
       `${where}.scope`,
-      'a non-empty string of at most 150 characters',
+      'a non-empty string of at most 150 characters, without U+0000',
       options.scope,
     );
   }
@@ -241,7 +270,7 @@ export function validateIdempotentOptions(options: IdempotentOptions<never>, whe
   if (options.attempt !== undefined && typeof options.attempt !== 'function') {
     throw new InvalidOptionError(`${where}.attempt`, 'a function (message) => number', options.attempt);
   }
-  validatePolicy(options, where);
+  validatePolicy(options, where, IDEMPOTENT_OPTIONS);
 }
 
 /** Fills in defaults: method options over module options over {@link DEFAULT_POLICY}. */
@@ -266,11 +295,4 @@ export function resolvePolicy(...layers: IdempotencyPolicyOptions[]): ResolvedPo
     );
   }
   return resolved;
-}
-
-function integer(value: number | undefined, option: string, min: number, max: number): void {
-  if (value === undefined) return;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidOptionError(option, `an integer from ${min} to ${max}`, value);
-  }
 }
