@@ -25,13 +25,15 @@ export function validateListenerOptions(options: Partial<MessageListenerOptions>
   if (typeof options !== 'object' || options === null)
     throw new InvalidOptionError(where, 'an options object', options);
   text(options.topic, 'topic', /\S/, 'a non-empty topic name');
+  text(options.consumerGroup, 'consumerGroup', /\S/, 'a non-empty consumer group name');
   // The group is part of the default scope, which never holds U+0000 (see tokenId).
-  text(
-    options.consumerGroup,
-    'consumerGroup',
-    /^(?=[^]*\S)[^\u0000]+$/,
-    'a non-empty consumer group name without U+0000',
-  );
+  if (options.consumerGroup?.includes('\u0000')) {
+    throw new InvalidOptionError(
+      name('consumerGroup'),
+      'a consumer group name without U+0000',
+      options.consumerGroup,
+    );
+  }
   if (options.filter !== undefined) text(options.filter, 'filter', /\S/, 'a non-empty filter expression');
   if (options.method !== undefined) text(options.method, 'method', /^\S+$/, 'a method name');
   for (const [option, max] of [
