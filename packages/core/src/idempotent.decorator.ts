@@ -5,7 +5,8 @@
  */
 import { inject, optional } from 'inversify';
 import type { IdempotencyContext } from './context.js';
-import { IdempotencyInFlightError, IdempotencyNotConfiguredError, InvalidOptionError } from './errors.js';
+import { resultOf } from './engine/direct-call.js';
+import { IdempotencyNotConfiguredError, InvalidOptionError } from './errors.js';
 import type { IdempotencyEngine } from './idempotency-engine.js';
 import { ENGINE_PROPERTY, markEngineInjected, setHandlerMethod } from './metadata.js';
 import type { HandlerMethod } from './model/handler-method.js';
@@ -64,27 +65,9 @@ export function Idempotent<M>(options: IdempotentOptions<M>) {
     const wrapped = function (this: unknown, message: M, delivery?: unknown): Promise<unknown> {
       const engine = (this as { [ENGINE_PROPERTY]?: IdempotencyEngine } | undefined)?.[ENGINE_PROPERTY];
       if (!engine) return Promise.reject(new IdempotencyNotConfiguredError(label));
-      return engine.execute(handlerMethod, this, message, delivery).then(resultOrThrow);
+      return engine.execute(handlerMethod, this, message, delivery).then(resultOf);
     };
     Object.defineProperty(wrapped, 'name', { value: original.name });
     return { ...descriptor, value: wrapped as unknown as T };
   };
-}
-
-/**
- * What a direct call answers for an outcome: the handler's result on `processed`, the stored result on
- * `duplicate`; a throw otherwise, so that a broker redelivers — {@link IdempotencyInFlightError}, the
- * {@link PayloadConflictError}, a store error, or the handler's own error, unchanged.
- */
-function resultOrThrow(outcome: Execution): unknown {
-  switch (outcome.kind) {
-    case 'processed':
-    case 'takeover':
-    case 'duplicate':
-      return outcome.result;
-    case 'inFlight':
-      throw new IdempotencyInFlightError(outcome.token as TokenRef, outcome.record);
-    default:
-      throw outcome.error;
-  }
 }

@@ -10,6 +10,7 @@ export {
   isDeliveryInfo,
 } from './context.js';
 export { ConsoleLogger } from './defaults/console-logger.js';
+export { type PinoLike, pinoLogger } from './defaults/pino-logger.js';
 export { SystemClock } from './defaults/system-clock.js';
 export {
   HandlerTimeoutError,
@@ -64,6 +65,11 @@ export {
   SettlementPolicy,
   type SettlementPolicyOptions,
 } from './listener/settlement-policy.js';
+export {
+  type IdempotentFunction,
+  type MakeIdempotentOptions,
+  makeIdempotent,
+} from './make-idempotent.js';
 export {
   MemoryIdempotencyCache,
   type MemoryIdempotencyCacheOptions,
