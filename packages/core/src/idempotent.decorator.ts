@@ -10,9 +10,7 @@ import { IdempotencyNotConfiguredError, InvalidOptionError } from './errors.js';
 import type { IdempotencyEngine } from './idempotency-engine.js';
 import { ENGINE_PROPERTY, markEngineInjected, setHandlerMethod } from './metadata.js';
 import type { HandlerMethod } from './model/handler-method.js';
-import type { TokenRef } from './model/record.js';
 import { type IdempotentOptions, validateIdempotentOptions } from './options.js';
-import type { Execution } from './outcome.js';
 import { IDEMPOTENCY_ENGINE } from './tokens.js';
 
 /** A method `@Idempotent` can decorate: `(message, ctx) => Promise<result>`. */
