@@ -1,0 +1,2 @@
+/** Placeholder until the Prometheus example lands. */
+export {};

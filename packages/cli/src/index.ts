@@ -1,0 +1,2 @@
+/** @idempotent-mq/cli: placeholder until the commands land. */
+export {};

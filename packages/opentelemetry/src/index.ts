@@ -1,0 +1,2 @@
+/** @idempotent-mq/opentelemetry: placeholder until the instrumentation lands. */
+export {};
