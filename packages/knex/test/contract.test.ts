@@ -1,5 +1,5 @@
 /** The store contract of @idempotent-mq/testing, on each real database. */
-import { describeStoreContract } from '@idempotent-mq/testing';
+import { describeStoreContract } from '@idempotent-mq/testing/vitest';
 import { afterAll, beforeAll, describe } from 'vitest';
 import { createIdempotencyTable, dropIdempotencyTable, KnexIdempotencyStore } from '../src/index.js';
 import { DIALECTS, openDatabase, sleep, type TestDatabase, uniqueTable } from './support/databases.js';

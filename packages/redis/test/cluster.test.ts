@@ -1,5 +1,5 @@
 /** The store and cache contracts on a 3-master Redis Cluster that this file starts and stops itself. */
-import { describeCacheContract, describeStoreContract } from '@idempotent-mq/testing';
+import { describeCacheContract, describeStoreContract } from '@idempotent-mq/testing/vitest';
 import type { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisIdempotencyCache, RedisIdempotencyStore } from '../src/index.js';

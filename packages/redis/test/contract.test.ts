@@ -1,5 +1,5 @@
 /** The store and cache contracts, on the shared local Redis, under a key prefix unique to this run. */
-import { describeCacheContract, describeStoreContract } from '@idempotent-mq/testing';
+import { describeCacheContract, describeStoreContract } from '@idempotent-mq/testing/vitest';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll } from 'vitest';
 import { RedisIdempotencyCache, RedisIdempotencyStore } from '../src/index.js';

@@ -1,5 +1,7 @@
-/** @idempotent-mq/testing: contract suites for stores and caches, a fake clock, fault injection. */
-export { type CacheContractHarness, describeCacheContract } from './cache-contract.js';
+/**
+ * @idempotent-mq/testing: the in-memory broker, a fake clock, fault injection. The contract suites, which
+ * need vitest, are at `@idempotent-mq/testing/vitest`.
+ */
 export { FakeClock, flush } from './fake-clock.js';
 export { type Fault, FaultyCache, FaultyStore } from './faults.js';
 export {
@@ -11,5 +13,3 @@ export {
   InMemoryTransport,
   seededRandom,
 } from './in-memory-broker.js';
-export { describeStoreContract, type StoreContractHarness } from './store-contract.js';
-export { describeTransportContract, type TransportContractHarness } from './transport-contract.js';

@@ -1,6 +1,7 @@
 import { MemoryIdempotencyCache, MemoryIdempotencyStore } from '@idempotent-mq/core';
 import { describe, expect, it } from 'vitest';
-import { describeCacheContract, describeStoreContract, FakeClock } from '../src/index.js';
+import { FakeClock } from '../src/index.js';
+import { describeCacheContract, describeStoreContract } from '../src/vitest/index.js';
 
 describeStoreContract('MemoryIdempotencyStore', async () => {
   const clock = new FakeClock();

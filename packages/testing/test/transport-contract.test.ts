@@ -1,5 +1,6 @@
 import type { MessageTransport } from '@idempotent-mq/core';
-import { describeTransportContract, InMemoryBroker, type InMemoryTransport } from '../src/index.js';
+import { InMemoryBroker, type InMemoryTransport } from '../src/index.js';
+import { describeTransportContract } from '../src/vitest/index.js';
 
 const VISIBILITY_MS = 100;
 
