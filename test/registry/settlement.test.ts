@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import {
   type ClaimRequest,
   type ClaimResult,
+  IDEMPOTENCY_CLOCK,
   IDEMPOTENCY_LOGGER,
   IDEMPOTENCY_OUTCOME_LISTENER,
   IDEMPOTENCY_STORE,
@@ -21,7 +22,7 @@ import {
   type TransportProfile,
   UnstorableTokenError,
 } from '@idempotent-mq/core';
-import { FaultyStore, InMemoryBroker } from '@idempotent-mq/testing';
+import { advanceUntilIdle, FakeClock, FaultyStore, InMemoryBroker } from '@idempotent-mq/testing';
 import { Container, injectable } from 'inversify';
 import { describe, expect, it } from 'vitest';
 import { RecordingLogger } from '../support/engine-harness.js';
@@ -76,6 +77,39 @@ describe('settlement: what the registry tells the broker', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(LEASE - 50);
     // Sized by the lease, not by the poll interval.
     expect(broker.deliveries.wait).toBeLessThanOrEqual(2);
+  });
+
+  it('on the default 60 s lease too, with engine and broker on one fake clock: no real sleep', async () => {
+    const clock = new FakeClock();
+    const runs: number[] = [];
+    @injectable()
+    @MessageListener({ topic: 'slow-orphans', consumerGroup: 'so', maxAttempts: 3 })
+    class SlowOrphans {
+      @Idempotent({ key: (m: Msg) => m.keys, mode: 'lease' })
+      async onMessage(m: Msg) {
+        runs.push(m.deliveryAttempt);
+      }
+    }
+    const broker = new InMemoryBroker({ clock });
+    const store = new MemoryIdempotencyStore({ clock });
+    await store.claim({
+      token: { scope: 'v1:so:SlowOrphans.onMessage', key: 'PAY-9' },
+      owner: 'dead',
+      leaseMs: 60_000,
+    });
+    const { c, outcomes } = container(broker, store);
+    c.rebind(IDEMPOTENCY_CLOCK).toConstantValue(clock);
+    c.bind(SlowOrphans).toSelf();
+    const registry = new ListenerRegistry(c, { inFlightDelayMs: 10 });
+    await registry.start();
+    const started = clock.now();
+    broker.publish('slow-orphans', { keys: ['PAY-9'], body: { amount: 1 } });
+    await advanceUntilIdle(broker, clock, { stepMs: 250 });
+    await registry.stop();
+    expect(runs).toEqual([1]);
+    expect(outcomes.map((o) => o.kind)).toEqual(['inFlight', 'takeover']);
+    expect(clock.now() - started).toBeGreaterThanOrEqual(60_000);
+    expect(broker.deadLetters()).toEqual([]);
   });
 
   it('a copy whose holder has not committed yet (lease unknown) looks again after inFlightDelayMs, spending no attempt', async () => {

@@ -4,6 +4,7 @@
  * embedded default transport of the demo, and the broker of the end-to-end tests.
  */
 import type {
+  Clock,
   MessageTransport,
   Settlement,
   SubscriptionSpec,
@@ -42,6 +43,12 @@ export interface InMemoryBrokerOptions {
   readonly maxDeliveries?: number;
   /** The most messages handed to one `handle` call. @defaultValue 8 */
   readonly batchSize?: number;
+  /**
+   * The broker's time: visibility, retry delays and its own waits. Give the engine's `FakeClock` and
+   * move it with {@link advanceUntilIdle}, and a test of engine and broker needs no real sleep.
+   * @defaultValue the system clock
+   */
+  readonly clock?: Clock;
 }
 
 /** How a delivery came about (`wait`: after a retry that spent no attempt). */
@@ -83,6 +90,16 @@ interface Group {
   readonly entries: Entry[];
 }
 
+/**
+ * The wall clock with timers that keep the process alive (core's SystemClock unrefs its timers): a
+ * broker waiting for its next delivery is work in progress, as a real broker's socket would be.
+ */
+const WALL_CLOCK: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
 const FAULTS_OFF: BrokerFaults = { producerResend: 0, lostAck: 0, rebalance: 0, crash: 0 };
 
 /** A small, fast, seeded PRNG (mulberry32): numbers in [0, 1), the same for the same seed. */
@@ -122,6 +139,8 @@ export class InMemoryBroker {
   private readonly groups = new Map<string, Group>();
   private readonly dead: DeadLetter[] = [];
   private readonly waiters = new Set<() => void>();
+  /** @internal */
+  readonly clock: Clock;
   private nextId = 1;
   private nextDelivery = 1;
 
@@ -134,6 +153,7 @@ export class InMemoryBroker {
     this.random = seededRandom(options.seed ?? 1);
     this.visibilityTimeoutMs = positive(options.visibilityTimeoutMs ?? 200, 'visibilityTimeoutMs');
     this.batchSize = positive(options.batchSize ?? 8, 'batchSize');
+    this.clock = options.clock ?? WALL_CLOCK;
     this.maxDeliveries = positive(options.maxDeliveries ?? 17, 'maxDeliveries');
     this.profile = Object.freeze({
       broker: 'the in-memory broker',
@@ -161,7 +181,7 @@ export class InMemoryBroker {
         tag: message.tag,
         body: message.body,
         properties: { ...message.properties },
-        bornAt: Date.now(),
+        bornAt: this.clock.now(),
         resent: i > 0,
       };
       first ||= stored.messageId;
@@ -196,11 +216,14 @@ export class InMemoryBroker {
     return n;
   }
 
-  /** Resolves once every message of every group is settled for good, or rejects after `timeoutMs`. */
+  /**
+   * Resolves once every message of every group is settled for good, or rejects after `timeoutMs`. On a
+   * `FakeClock`, move the clock instead: {@link advanceUntilIdle}.
+   */
   async idle(timeoutMs = 60_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = this.clock.now() + timeoutMs;
     while (this.pending() > 0) {
-      if (Date.now() > deadline) throw new Error(`the broker still has ${this.pending()} pending messages`);
+      if (this.clock.now() > deadline) throw new Error(`the broker still has ${this.pending()} pending messages`);
       await this.changed(50);
     }
   }
@@ -218,7 +241,7 @@ export class InMemoryBroker {
 
   /** @internal Takes up to `max` deliverable messages of the group that match the filter. */
   take(group: Group, filter: string, max: number): Delivery[] {
-    const now = Date.now();
+    const now = this.clock.now();
     const taken: Delivery[] = [];
     for (const entry of group.entries) {
       if (taken.length >= max) break;
@@ -257,7 +280,7 @@ export class InMemoryBroker {
   renew(delivery: Delivery): boolean {
     const { entry, id } = delivery;
     if (entry.done || !entry.live.has(id)) return false;
-    entry.live.set(id, Date.now() + this.visibilityTimeoutMs);
+    entry.live.set(id, this.clock.now() + this.visibilityTimeoutMs);
     return true;
   }
 
@@ -298,11 +321,11 @@ export class InMemoryBroker {
   changed(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
-        clearTimeout(timer);
+        this.clock.clearTimeout(timer);
         this.waiters.delete(done);
         resolve();
       };
-      const timer = setTimeout(done, ms);
+      const timer = this.clock.setTimeout(done, ms);
       this.waiters.add(done);
     });
   }
@@ -320,7 +343,7 @@ export class InMemoryBroker {
 
   private hideFor(entry: Entry, ms: number, cause: DeliveryCause): void {
     // A second delivery still in flight (a rebalance copy) keeps the message invisible meanwhile.
-    entry.visibleAt = Date.now() + ms;
+    entry.visibleAt = this.clock.now() + ms;
     entry.cause = cause;
   }
 
@@ -334,7 +357,8 @@ export class InMemoryBroker {
     return p > 0 && this.random() < p;
   }
 
-  private wake(): void {
+  /** @internal Wakes every pump waiting for a change (a delivery, a settlement, a stop). */
+  wake(): void {
     for (const waiter of [...this.waiters]) waiter();
   }
 }
@@ -368,6 +392,7 @@ export class InMemoryTransport implements MessageTransport {
 
   async stop(): Promise<void> {
     this.running = false;
+    this.broker.wake(); // a pump waiting for its next delivery, however far off on its clock
     await Promise.all(this.pumps);
   }
 
@@ -380,6 +405,7 @@ export class InMemoryTransport implements MessageTransport {
   kill(): void {
     this.killed = true;
     this.running = false;
+    this.broker.wake();
   }
 
   /** Receives and handles until stopped; handlers in flight finish and settle before it returns. */
@@ -391,17 +417,18 @@ export class InMemoryTransport implements MessageTransport {
     // Deliveries being handled: they count against the concurrency and are kept invisible.
     const held = new Set<Delivery>();
     // Keeps what is being handled invisible, however long the handler runs.
-    const renewal = setInterval(
-      () => {
-        if (!this.killed) for (const d of held) broker.renew(d);
-      },
-      Math.max(1, Math.floor(broker.visibilityTimeoutMs / 3)),
-    );
+    const every = Math.max(1, Math.floor(broker.visibilityTimeoutMs / 3));
+    let renewal: unknown;
+    const renew = () => {
+      if (!this.killed) for (const d of held) broker.renew(d);
+      if (this.running) renewal = broker.clock.setTimeout(renew, every);
+    };
+    renewal = broker.clock.setTimeout(renew, every);
     while (this.running) {
       const room = Math.min(broker.batchSize, spec.concurrency - held.size);
       const batch = room > 0 ? broker.take(group, filter, room) : [];
       if (batch.length === 0) {
-        const wait = Math.max(1, Math.min(50, broker.nextVisible(group) - Date.now()));
+        const wait = Math.max(1, Math.min(50, broker.nextVisible(group) - broker.clock.now()));
         await broker.changed(wait);
         continue;
       }
@@ -419,7 +446,7 @@ export class InMemoryTransport implements MessageTransport {
       inFlight.add(tracked);
     }
     if (!this.killed) await Promise.all(inFlight);
-    clearInterval(renewal);
+    broker.clock.clearTimeout(renewal);
   }
 }
 
@@ -459,4 +486,20 @@ function positive(value: number, option: string): number {
   if (!Number.isInteger(value) || value < 1)
     throw new InvalidOptionError(option, 'a positive integer', value);
   return value;
+}
+
+/**
+ * Moves a `FakeClock` the broker (and the engine) run on until every message is settled: `stepMs` at a
+ * time, at most `maxMs` of fake time. Rejects, naming what is left, past it.
+ */
+export async function advanceUntilIdle(
+  broker: InMemoryBroker,
+  clock: { advance(ms: number): Promise<void>; now(): number },
+  { stepMs = 10, maxMs = 3_600_000 }: { readonly stepMs?: number; readonly maxMs?: number } = {},
+): Promise<void> {
+  const deadline = clock.now() + maxMs;
+  while (broker.pending() > 0) {
+    if (clock.now() >= deadline) throw new Error(`the broker still has ${broker.pending()} pending messages`);
+    await clock.advance(stepMs);
+  }
 }

@@ -5,6 +5,7 @@
 export { FakeClock, flush } from './fake-clock.js';
 export { type Fault, FaultyCache, FaultyStore } from './faults.js';
 export {
+  advanceUntilIdle,
   type BrokerFaults,
   type DeadLetter,
   type DeliveryCause,
