@@ -223,7 +223,8 @@ export class InMemoryBroker {
   async idle(timeoutMs = 60_000): Promise<void> {
     const deadline = this.clock.now() + timeoutMs;
     while (this.pending() > 0) {
-      if (this.clock.now() > deadline) throw new Error(`the broker still has ${this.pending()} pending messages`);
+      if (this.clock.now() > deadline)
+        throw new Error(`the broker still has ${this.pending()} pending messages`);
       await this.changed(50);
     }
   }
