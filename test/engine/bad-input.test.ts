@@ -246,7 +246,7 @@ describe('misspelt and malformed options are refused, naming the nearest valid o
     expect(() => {
       @injectable()
       class Typo {
-        @Idempotent({ key: (m: Message) => m.keys, scpoe: 'payments' } as never)
+        @Idempotent<Message>({ key: (m: Message) => m.keys, scpoe: 'payments' } as never)
         async onMessage(_m: Message) {}
       }
       return Typo;
