@@ -74,7 +74,7 @@ function everyPaymentOnce(result: Record<string, unknown>): void {
   expect(result.deadLetters).toBe(0);
   // The faults were on: duplicates were delivered and skipped, not absent.
   const deliveries = result.deliveries as Record<string, number>;
-  expect(deliveries.resend + deliveries.lostAck).toBeGreaterThan(0);
+  expect((deliveries.resend ?? 0) + (deliveries.lostAck ?? 0)).toBeGreaterThan(0);
 }
 
 describe('the packed packages in fresh apps', () => {
