@@ -1,6 +1,7 @@
 /** @idempotent-mq/core: the engine, its decorator, ports, memory adapters and the inversify module. */
 export { type Backoff, backoffDelay, checkBackoff } from './backoff.js';
 export { BaseIdempotencyStore, type BaseIdempotencyStoreOptions } from './base-idempotency-store.js';
+export { BODY_CODECS, type BodyCodec, type DecodeResult, decodeBody, encodeBody } from './body-codec.js';
 export {
   type DeliveryInfo,
   deliveryInfo,
