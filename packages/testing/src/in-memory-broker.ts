@@ -11,7 +11,7 @@ import type {
   TransportMessage,
   TransportProfile,
 } from '@idempotent-mq/core';
-import { InvalidOptionError } from '@idempotent-mq/core';
+import { InvalidOptionError, integerOption, MAX_TIMER_MS } from '@idempotent-mq/core';
 
 /** Probabilities (0 to 1) of each cause of duplicates. All off by default. */
 export interface BrokerFaults {
@@ -151,10 +151,18 @@ export class InMemoryBroker {
         throw new InvalidOptionError(`faults.${name}`, 'a probability from 0 to 1', p);
     }
     this.random = seededRandom(options.seed ?? 1);
-    this.visibilityTimeoutMs = positive(options.visibilityTimeoutMs ?? 200, 'visibilityTimeoutMs');
-    this.batchSize = positive(options.batchSize ?? 8, 'batchSize');
+    this.visibilityTimeoutMs = integerOption('', 'visibilityTimeoutMs', options.visibilityTimeoutMs, {
+      min: 1,
+      max: MAX_TIMER_MS,
+      fallback: 200,
+    });
+    this.batchSize = integerOption('', 'batchSize', options.batchSize, { min: 1, max: 1024, fallback: 8 });
     this.clock = options.clock ?? WALL_CLOCK;
-    this.maxDeliveries = positive(options.maxDeliveries ?? 17, 'maxDeliveries');
+    this.maxDeliveries = integerOption('', 'maxDeliveries', options.maxDeliveries, {
+      min: 1,
+      max: 1000,
+      fallback: 17,
+    });
     this.profile = Object.freeze({
       broker: 'the in-memory broker',
       defaultMaxAttempts: this.maxDeliveries,
@@ -481,12 +489,6 @@ function messageOf(entry: Entry): TransportMessage {
 function matches(filter: string, tag: string | undefined): boolean {
   if (filter.trim() === '*') return true;
   return tag !== undefined && filter.split('||').some((t) => t.trim() === tag);
-}
-
-function positive(value: number, option: string): number {
-  if (!Number.isInteger(value) || value < 1)
-    throw new InvalidOptionError(option, 'a positive integer', value);
-  return value;
 }
 
 /**
