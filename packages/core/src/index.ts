@@ -48,6 +48,7 @@ export {
   type IdempotencyKeyValue,
   tokenId,
 } from './idempotency-key.js';
+export { isSettlement, isWait, settlementsOf, sleepUnless, type Wait } from './transport-kit.js';
 export { Idempotent, type IdempotentMethod } from './idempotent.decorator.js';
 export { type ClassBinding, classBindings } from './listener/binding-discovery.js';
 export {

@@ -21,9 +21,12 @@
 import {
   backoffDelay,
   InvalidOptionError,
+  isWait,
   type MessageTransport,
   type Settlement,
   type SubscriptionSpec,
+  settlementsOf,
+  sleepUnless,
   type TransportMessage,
   type TransportProfile,
 } from '@idempotent-mq/core';
@@ -80,7 +83,6 @@ function payloadOf(reply: Reply): string {
 }
 
 /** A retry that spends no attempt: carried out in place. */
-type Wait = Extract<Settlement, { action: 'retry' }> & { readonly countsAsAttempt: false };
 
 /** What a subscription reads and how, from its spec and the transport's options. */
 interface Plan {
@@ -567,27 +569,9 @@ class Subscription {
 
   /** The subscription's handler; a throw or a malformed answer becomes a failure retry for each. */
   async #callHandler(messages: TransportMessage[]): Promise<Settlement[]> {
-    let problem: string;
-    try {
-      const settlements = await this.spec.handle(messages);
-      if (
-        Array.isArray(settlements) &&
-        settlements.length === messages.length &&
-        settlements.every(isSettlement)
-      ) {
-        return settlements;
-      }
-      problem = `the handler answered ${describeAnswer(settlements)} for ${messages.length} message(s)`;
-    } catch (error) {
-      problem = `the handler threw: ${messageOf(error)}`;
-    }
-    this.#log('warn', `${problem}; the batch will be redelivered`);
-    return messages.map((m) => ({
-      action: 'retry',
-      delayMs: backoffDelay(this.options.failureBackoff, m.deliveryAttempt),
-      countsAsAttempt: true,
-      reason: problem,
-    }));
+    return settlementsOf(this.spec, messages, this.options.failureBackoff, (problem) =>
+      this.#log('warn', `${problem}; the batch will be redelivered`),
+    );
   }
 
   /**
@@ -879,41 +863,8 @@ function planOf(spec: SubscriptionSpec, options: ResolvedTransportOptions): Plan
   };
 }
 
-function isWait(s: Settlement): s is Wait {
-  return s.action === 'retry' && s.countsAsAttempt === false;
-}
-
-function isSettlement(s: unknown): s is Settlement {
-  const action = (s as { action?: unknown } | null)?.action;
-  if (action === 'ack') return true;
-  if (action === 'retry') {
-    const { delayMs, countsAsAttempt } = s as { delayMs?: unknown; countsAsAttempt?: unknown };
-    return typeof delayMs === 'number' && Number.isFinite(delayMs) && typeof countsAsAttempt === 'boolean';
-  }
-  return action === 'deadLetter';
-}
-
-function describeAnswer(answer: unknown): string {
-  if (!Array.isArray(answer)) return typeof answer;
-  return `${answer.length} settlement(s)${answer.every(isSettlement) ? '' : ' (some malformed)'}`;
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Sleeps `ms` (at most what a timer can hold), or less if `signal` aborts first. */
-function sleepUnless(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, Math.min(Math.max(0, ms), 2 ** 31 - 1));
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 /** True once `promise` resolves within `ms`, false if it takes longer; rejects as it does. */

@@ -5,7 +5,7 @@
  * as it is, and never closed by us.
  */
 import type { EventEmitter } from 'node:events';
-import { backoffDelay } from '@idempotent-mq/core';
+import { backoffDelay, sleepUnless } from '@idempotent-mq/core';
 import {
   type Channel,
   type ChannelModel,
@@ -301,19 +301,5 @@ export function untilAborted<T>(
         reject(error);
       },
     );
-  });
-}
-
-/** Sleeps `ms` (at most what a timer holds), or less if `signal` aborts first. */
-export function sleepUnless(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, Math.min(Math.max(0, ms), 2 ** 31 - 1));
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
   });
 }

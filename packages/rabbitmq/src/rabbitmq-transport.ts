@@ -21,13 +21,15 @@ import {
   type MessageTransport,
   type Settlement,
   type SubscriptionSpec,
+  settlementsOf,
+  sleepUnless,
   type TransportMessage,
   type TransportProfile,
 } from '@idempotent-mq/core';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { BodyCodec } from './codec.js';
 import { ConfirmedChannel } from './confirmed-channel.js';
-import { type ConnectionSource, connectionSource, sleepUnless } from './connection.js';
+import { type ConnectionSource, connectionSource } from './connection.js';
 import { messageOf, NotStartedError, RabbitMQConnectionError, RabbitMQTopologyError } from './errors.js';
 import { attemptOf, copyOptions, keysOf, reasonHeader, toTransportMessage } from './message.js';
 import {
@@ -339,27 +341,9 @@ class Subscription {
 
   /** The subscription's handler; a throw or a malformed answer becomes a failure retry for each. */
   async #callHandler(messages: TransportMessage[]): Promise<Settlement[]> {
-    let problem: string;
-    try {
-      const settlements = await this.spec.handle(messages);
-      if (
-        Array.isArray(settlements) &&
-        settlements.length === messages.length &&
-        settlements.every(isSettlement)
-      ) {
-        return settlements;
-      }
-      problem = `the handler answered ${describeAnswer(settlements)} for ${messages.length} message(s)`;
-    } catch (error) {
-      problem = `the handler threw: ${messageOf(error)}`;
-    }
-    this.options.logger.warn(`${this.#name}: ${problem}; the batch will be redelivered`);
-    return messages.map((m) => ({
-      action: 'retry',
-      delayMs: backoffDelay(this.options.failureBackoff, m.deliveryAttempt),
-      countsAsAttempt: true,
-      reason: problem,
-    }));
+    return settlementsOf(this.spec, messages, this.options.failureBackoff, (problem) =>
+      this.options.logger.warn(`${this.#name}: ${problem}; the batch will be redelivered`),
+    );
   }
 
   /**
@@ -748,21 +732,6 @@ function planSubscription(spec: SubscriptionSpec, options: ResolvedTransportOpti
     codec: (listener.codec as BodyCodec | undefined) ?? options.codec,
     handOverAfterMs: own ?? options.handOverAfterMs,
   };
-}
-
-function isSettlement(s: unknown): s is Settlement {
-  const action = (s as { action?: unknown } | null)?.action;
-  if (action === 'ack') return true;
-  if (action === 'retry') {
-    const { delayMs, countsAsAttempt } = s as { delayMs?: unknown; countsAsAttempt?: unknown };
-    return typeof delayMs === 'number' && Number.isFinite(delayMs) && typeof countsAsAttempt === 'boolean';
-  }
-  return action === 'deadLetter';
-}
-
-function describeAnswer(answer: unknown): string {
-  if (!Array.isArray(answer)) return typeof answer;
-  return `${answer.length} settlement(s)${answer.every(isSettlement) ? '' : ' (some malformed)'}`;
 }
 
 function sleep(ms: number): Promise<void> {

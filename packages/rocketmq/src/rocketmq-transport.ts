@@ -17,9 +17,12 @@
 import {
   backoffDelay,
   InvalidOptionError,
+  isWait,
   type MessageTransport,
   type Settlement,
   type SubscriptionSpec,
+  settlementsOf,
+  sleepUnless,
   type TransportMessage,
   type TransportProfile,
 } from '@idempotent-mq/core';
@@ -57,7 +60,6 @@ const SETTLE_RETRY_BACKOFF = { initialMs: 200, maxMs: 2000 } as const;
 export const kill = Symbol('RocketMQTransport.kill');
 
 /** A retry that spends no attempt: carried out in place. */
-type Wait = Extract<Settlement, { action: 'retry' }> & { readonly countsAsAttempt: false };
 
 export class RocketMQTransport implements MessageTransport {
   /**
@@ -334,27 +336,9 @@ class Subscription {
 
   /** The subscription's handler; a throw or a malformed answer becomes a failure retry for each. */
   async #callHandler(messages: TransportMessage[]): Promise<Settlement[]> {
-    let problem: string;
-    try {
-      const settlements = await this.spec.handle(messages);
-      if (
-        Array.isArray(settlements) &&
-        settlements.length === messages.length &&
-        settlements.every(isSettlement)
-      ) {
-        return settlements;
-      }
-      problem = `the handler answered ${describeAnswer(settlements)} for ${messages.length} message(s)`;
-    } catch (error) {
-      problem = `the handler threw: ${error instanceof Error ? error.message : String(error)}`;
-    }
-    this.logger.warn(`${this.#name()}: ${problem}; the batch will be redelivered`);
-    return messages.map((m) => ({
-      action: 'retry',
-      delayMs: backoffDelay(this.options.failureBackoff, m.deliveryAttempt),
-      countsAsAttempt: true,
-      reason: problem,
-    }));
+    return settlementsOf(this.spec, messages, this.options.failureBackoff, (problem) =>
+      this.logger.warn(`${this.#name()}: ${problem}; the batch will be redelivered`),
+    );
   }
 
   /**
@@ -571,41 +555,8 @@ function validateSpec(
   };
 }
 
-function isWait(s: Settlement): s is Wait {
-  return s.action === 'retry' && s.countsAsAttempt === false;
-}
-
-function isSettlement(s: unknown): s is Settlement {
-  const action = (s as { action?: unknown } | null)?.action;
-  if (action === 'ack') return true;
-  if (action === 'retry') {
-    const { delayMs, countsAsAttempt } = s as { delayMs?: unknown; countsAsAttempt?: unknown };
-    return typeof delayMs === 'number' && Number.isFinite(delayMs) && typeof countsAsAttempt === 'boolean';
-  }
-  return action === 'deadLetter';
-}
-
-function describeAnswer(answer: unknown): string {
-  if (!Array.isArray(answer)) return typeof answer;
-  return `${answer.length} settlement(s)${answer.every(isSettlement) ? '' : ' (some malformed)'}`;
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Sleeps `ms` (at most what a timer can hold), or less if `signal` aborts first. */
-function sleepUnless(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, Math.min(Math.max(0, ms), 2 ** 31 - 1));
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 const consoleWarnings: RocketMQLogger = {
