@@ -111,14 +111,19 @@ export {
 } from './options.js';
 export type { DuplicateTier, IdempotencyOutcome, OutcomeKind, OutcomeListener } from './outcome.js';
 export type { Clock } from './ports/clock.js';
-export type { CachedCompletion, IdempotencyCache } from './ports/idempotency-cache.js';
+export type { CachedCompletion, CacheInspection, IdempotencyCache } from './ports/idempotency-cache.js';
 export type {
   ClaimRequest,
   ClaimResult,
   CompleteRequest,
+  ForgetOptions,
+  ForgetResult,
   IdempotencyRecord,
   IdempotencyStore,
+  RecordInspection,
   RecordStatus,
+  StatsOptions,
+  StoreStats,
   TokenRef,
 } from './ports/idempotency-store.js';
 export type { IdempotencyLogger } from './ports/logger.js';

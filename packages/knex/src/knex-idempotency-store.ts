@@ -11,10 +11,16 @@ import {
   type ClaimResult,
   type CompleteRequest,
   codePointLength,
+  type ForgetOptions,
+  type ForgetResult,
   IdempotencyError,
   type IdempotencyRecord,
   IdempotencyStoreError,
+  InconsistentStateError,
   InvalidOptionError,
+  type RecordInspection,
+  type StatsOptions,
+  type StoreStats,
   type StoreStep,
   StoreUnavailableError,
   type TokenRef,
@@ -347,6 +353,127 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
     });
   }
 
+  /** The token's row as stored, expired or not, with the database's time and the row's id. */
+  async inspect(token: TokenRef): Promise<RecordInspection> {
+    return this.run('read', token, async () => {
+      const row = this.unstorable(token) ? undefined : await this.rowWithNow(token);
+      if (!row) return { now: await this.nowOf(this.knex), location: this.table.tableName };
+      return { record: this.record(row), now: toNumber(row.now_ms), location: this.locationOf(row) };
+    });
+  }
+
+  /**
+   * Deletes the token's row unless it is a live claim (or `force`). The delete names the row as read
+   * (id, owner, fence, status) and, without `force`, repeats the liveness test on the database's clock,
+   * so a claim renewed or taken over meanwhile stays; the row is then read again.
+   */
+  async forget(token: TokenRef, options: ForgetOptions = {}): Promise<ForgetResult> {
+    if (this.unstorable(token)) return { outcome: 'absent' };
+    return this.run('read', token, async () => {
+      for (let attempt = 1; attempt <= this.maxClaimAttempts; attempt++) {
+        const row = await this.rowWithNow(token);
+        if (!row) return { outcome: 'absent' };
+        const record = this.record(row);
+        const live = row.status === STATUS_IN_PROGRESS && !isExpired(row, toNumber(row.now_ms));
+        if (live && !options.force) return { outcome: 'refused', reason: 'liveClaim', record };
+        if (options.dryRun) return { outcome: 'forgotten', record };
+        const asRead = this.knex(this.table.tableName).where({
+          id: row.id,
+          owner: row.owner,
+          fence: row.fence,
+          status: row.status,
+        });
+        const now = this.knex.raw(this.dialect.nowMs);
+        const deleted = await (options.force
+          ? asRead
+          : asRead.andWhere((q) => q.where('status', STATUS_COMPLETED).orWhere('lease_expires_at', '<=', now))
+        ).delete();
+        if (toNumber(deleted) > 0) return { outcome: 'forgotten', record };
+        // Renewed, taken over, completed or deleted since it was read: decide again on what stands now.
+      }
+      throw new InconsistentStateError(token, this.maxClaimAttempts);
+    });
+  }
+
+  /**
+   * Counts the rows (of a scope) on the database's clock: one aggregate statement and two reads of the
+   * oldest rows. It scans the table (or the scope's part of the unique index): run it from a shell.
+   */
+  async stats(options: StatsOptions = {}): Promise<StoreStats> {
+    const within = options.expiringWithinMs ?? 86_400_000;
+    if (!Number.isInteger(within) || within < 0) {
+      throw new InvalidOptionError('expiringWithinMs', 'a non-negative integer (milliseconds)', within);
+    }
+    const scope = options.scope;
+    return this.run('read', undefined, async () => {
+      // A scope the table cannot hold has no rows.
+      if (scope !== undefined && this.textProblem('scope', scope)) {
+        return emptyStats(await this.nowOf(this.knex), scope, within);
+      }
+      const k = this.knex;
+      const now = this.dialect.nowMs;
+      const count = (name: string, condition: string, bindings: Knex.RawBinding[] = []) =>
+        k.raw(`coalesce(sum(case when ${condition} then 1 else 0 end), 0) as ??`, [...bindings, name]);
+      const inScope = (query: Knex.QueryBuilder) =>
+        scope === undefined ? query : query.where('scope', this.dialect.bindText(scope));
+      const [totals] = (await inScope(
+        k(this.table.tableName).select(
+          count('in_progress', '?? = ?', ['status', STATUS_IN_PROGRESS]),
+          count('completed', '?? = ?', ['status', STATUS_COMPLETED]),
+          count('lapsed', `?? = ? and ?? <= ${now}`, ['status', STATUS_IN_PROGRESS, 'lease_expires_at']),
+          count('expired', `?? = ? and ?? <= ${now}`, ['status', STATUS_COMPLETED, 'expires_at']),
+          count('soon', `?? = ? and ?? > ${now} and ?? <= (${now} + ?)`, [
+            'status',
+            STATUS_COMPLETED,
+            'expires_at',
+            'expires_at',
+            within,
+          ]),
+          k.raw(`${now} as ??`, ['now_ms']),
+        ),
+      )) as Record<string, unknown>[];
+      const first = async (status?: string): Promise<IdempotencyRecord | undefined> => {
+        const query = inScope(k(this.table.tableName).select('*')).orderBy([
+          { column: 'created_at', order: 'asc' },
+          { column: 'id', order: 'asc' },
+        ]);
+        const rows: TokenRow[] = await (status ? query.where('status', status) : query).limit(1);
+        return rows[0] && this.record(rows[0]);
+      };
+      return {
+        now: toNumber(totals?.now_ms),
+        ...(scope === undefined ? {} : { scope }),
+        inProgress: toNumber(totals?.in_progress ?? 0),
+        completed: toNumber(totals?.completed ?? 0),
+        lapsedClaims: toNumber(totals?.lapsed ?? 0),
+        expired: toNumber(totals?.expired ?? 0),
+        expiringWithinMs: within,
+        expiringSoon: toNumber(totals?.soon ?? 0),
+        oldest: await first(),
+        oldestInProgress: await first(STATUS_IN_PROGRESS),
+      };
+    });
+  }
+
+  /** The token's row with the database's time in `now_ms`, read in one statement. */
+  private async rowWithNow(token: TokenRef): Promise<(TokenRow & { now_ms: unknown }) | undefined> {
+    const rows = await this.knex(this.table.tableName)
+      .select('*', this.knex.raw(`${this.dialect.nowMs} as ??`, ['now_ms']))
+      .where(this.tokenWhere(token));
+    return rows[0];
+  }
+
+  private async nowOf(db: Db): Promise<number> {
+    const [row] = (await db.select(db.raw(`${this.dialect.nowMs} as ??`, ['now_ms']))) as {
+      now_ms: unknown;
+    }[];
+    return toNumber(row?.now_ms);
+  }
+
+  private locationOf(row: TokenRow): string {
+    return `${this.dialect.label} table ${this.table.tableName}, row id ${row.id}`;
+  }
+
   /** The status columns of a claim that takes over a row, as {@link claimStateSql} writes them. */
   private claimState(
     db: Db,
@@ -524,6 +651,19 @@ function exactId(token: TokenRef): string {
 
 function claimId(token: TokenRef, owner: string): string {
   return `${exactId(token)}\u0000${owner}`;
+}
+
+function emptyStats(now: number, scope: string, expiringWithinMs: number): StoreStats {
+  return {
+    now,
+    scope,
+    inProgress: 0,
+    completed: 0,
+    lapsedClaims: 0,
+    expired: 0,
+    expiringWithinMs,
+    expiringSoon: 0,
+  };
 }
 
 function tooLong(what: string, value: string, max: number): string | undefined {

@@ -6,9 +6,28 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { RedisClient } from './redis-client.js';
 
-export type ScriptName = 'claim' | 'renew' | 'complete' | 'release' | 'read' | 'purge';
+export type ScriptName =
+  | 'claim'
+  | 'renew'
+  | 'complete'
+  | 'release'
+  | 'read'
+  | 'purge'
+  | 'inspect'
+  | 'forget'
+  | 'stats';
 
-const NAMES: readonly ScriptName[] = ['claim', 'renew', 'complete', 'release', 'read', 'purge'];
+const NAMES: readonly ScriptName[] = [
+  'claim',
+  'renew',
+  'complete',
+  'release',
+  'read',
+  'purge',
+  'inspect',
+  'forget',
+  'stats',
+];
 // `lua/` sits beside `src/` and `dist/`, so the same URL works from sources under vitest and after a build.
 const LUA_DIR = new URL('../lua/', import.meta.url);
 const INCLUDE = /^-- @include ([a-z-]+)$/gm;

@@ -9,6 +9,7 @@
  */
 import {
   type CachedCompletion,
+  type CacheInspection,
   ConsoleLogger,
   type IdempotencyCache,
   type IdempotencyLogger,
@@ -150,6 +151,32 @@ export class RedisIdempotencyCache implements IdempotencyCache {
   async delete(token: TokenRef): Promise<void> {
     const key = this.layout.key('cache', token);
     await this.call(() => this.client.del(key));
+  }
+
+  /**
+   * The token's entry with its time left (`PTTL`), in one pipeline; a value that is not ours is
+   * reported as `invalid` (without calling `onInvalidValue`), not read as a miss.
+   */
+  async inspect(token: TokenRef): Promise<CacheInspection | undefined> {
+    const key = this.layout.key('cache', token);
+    const replies = await this.call(() => this.client.pipeline().get(key).pttl(key).exec());
+    const [read, ttl] = (replies ?? []) as [Error | null, unknown][];
+    if (ttl?.[0]) throw ttl[0];
+    const pttl = ttl?.[1];
+    const ttlMs = typeof pttl === 'number' && pttl >= 0 ? pttl : undefined;
+    const location = `Redis key ${key}`;
+    const [readError, text] = read ?? [null, null];
+    if (readError) {
+      if (readError.message.startsWith('WRONGTYPE')) {
+        return { invalid: 'a value that is not a string', ttlMs, location };
+      }
+      throw readError;
+    }
+    if (typeof text !== 'string') return undefined;
+    const decoded = decodeCacheValue(text);
+    return 'value' in decoded
+      ? { value: decoded.value, ttlMs, location }
+      : { invalid: decoded.invalid, ttlMs, location };
   }
 
   private decode(token: TokenRef, redisKey: string, text: string | null): CachedCompletion | undefined {

@@ -10,9 +10,14 @@ import {
   type ClaimRequest,
   type ClaimResult,
   type CompleteRequest,
+  type ForgetOptions,
+  type ForgetResult,
   type IdempotencyRecord,
   type IdempotencyStore,
   InvalidOptionError,
+  type RecordInspection,
+  type StatsOptions,
+  type StoreStats,
   type StoreStep,
   StoreUnavailableError,
   type TokenRef,
@@ -207,6 +212,125 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     return purged;
   }
 
+  /**
+   * The token's record as stored, expired or not (until Redis drops the key), with the time of the node
+   * that holds it. Something under the key that is not a record this store wrote is reported as
+   * `unreadable`, with the reason.
+   */
+  async inspect(token: TokenRef): Promise<RecordInspection> {
+    const key = this.layout.key('record', token);
+    const reply = await this.run('inspect', token, [key], { failFast: true, args: [] });
+    const [now, kind, body] = reply as [string, string, unknown];
+    const location = `Redis key ${key}`;
+    if (kind === 'corrupt') return { now: Number(now), location, unreadable: `the key ${String(body)}` };
+    return { record: kind === 'record' ? toRecord(token, body) : undefined, now: Number(now), location };
+  }
+
+  /**
+   * Deletes the token's record whatever its owner, a live claim only with `force`, in one script (so a
+   * claim renewed or taken over meanwhile is never deleted without `force`). Something under the key that
+   * is not a record of ours is deleted only with `force`; without it, {@link CorruptRecordError}.
+   */
+  async forget(token: TokenRef, options: ForgetOptions = {}): Promise<ForgetResult> {
+    const key = this.layout.key('record', token);
+    const args = [options.force ? '1' : '0', options.dryRun ? '1' : '0'];
+    const [kind, body] = (await this.run('forget', token, [key], { failFast: true, args })) as [
+      string,
+      unknown,
+    ];
+    switch (kind) {
+      case 'absent':
+        return { outcome: 'absent' };
+      case 'refused':
+        return { outcome: 'refused', reason: 'liveClaim', record: toRecord(token, body) };
+      case 'forgotten':
+        return { outcome: 'forgotten', record: toRecord(token, body) };
+      case 'unreadable':
+        return { outcome: 'forgotten' };
+      default:
+        throw new CorruptRecordError(token, key, String(body));
+    }
+  }
+
+  /**
+   * Counts this store's records (of one scope) on the Redis clock: SCANs its own key pattern (on a
+   * cluster, every master) and counts each page in one script call (per slot). It reads every record of
+   * the pattern: run it from a shell, not per message.
+   */
+  async stats(options: StatsOptions = {}): Promise<StoreStats> {
+    const within = options.expiringWithinMs ?? 86_400_000;
+    if (!Number.isInteger(within) || within < 0) {
+      throw new InvalidOptionError('expiringWithinMs', 'a non-negative integer (milliseconds)', within);
+    }
+    const { scope } = options;
+    const all = this.layout.pattern('record');
+    // The prefix holds no `{`, so the one `{…}` of the pattern is the scope tag's.
+    const pattern = scope === undefined ? all : all.replace(/\{\?+\}/, `{${this.layout.scopeTag(scope)}}`);
+    const totals = {
+      inProgress: 0,
+      completed: 0,
+      lapsedClaims: 0,
+      expired: 0,
+      expiringSoon: 0,
+      unreadable: 0,
+    };
+    let now: number | undefined;
+    let oldest: IdempotencyRecord | undefined;
+    let oldestInProgress: IdempotencyRecord | undefined;
+    const count = async (keys: readonly string[]): Promise<void> => {
+      const reply = (await this.run('stats', undefined, keys, {
+        failFast: true,
+        args: [within],
+      })) as unknown[];
+      const [at, ...counts] = reply.slice(0, 7).map(Number) as number[];
+      now = Math.max(now ?? 0, at as number);
+      const [inProgress, completed, lapsed, expired, soon, unreadable] = counts as number[];
+      totals.inProgress += inProgress as number;
+      totals.completed += completed as number;
+      totals.lapsedClaims += lapsed as number;
+      totals.expired += expired as number;
+      totals.expiringSoon += soon as number;
+      totals.unreadable += unreadable as number;
+      const first = recordAt(reply[7], reply[8]);
+      if (first && (!oldest || first.createdAt < oldest.createdAt)) oldest = first;
+      const claim = recordAt(reply[9], reply[10]);
+      if (claim && (!oldestInProgress || claim.createdAt < oldestInProgress.createdAt)) {
+        oldestInProgress = claim;
+      }
+    };
+    const nodes = isCluster(this.client) ? this.client.nodes('master') : [this.client];
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        let keys: string[];
+        try {
+          [cursor, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+        } catch (error) {
+          if (isUnavailable(error)) throw new StoreUnavailableError('read', undefined, error);
+          throw error;
+        }
+        if (keys.length === 0) continue;
+        // A page may span slots on a cluster: one call per scope tag (a tag is one slot).
+        await Promise.all(isCluster(this.client) ? bySlotTag(keys).map(count) : [count(keys)]);
+      } while (cursor !== '0');
+    }
+    // Nothing to count: the script still tells the time.
+    if (now === undefined) await count([]);
+    return {
+      now: now as number,
+      ...(scope === undefined ? {} : { scope }),
+      inProgress: totals.inProgress,
+      completed: totals.completed,
+      lapsedClaims: totals.lapsedClaims,
+      expired: totals.expired,
+      expiringWithinMs: within,
+      expiringSoon: totals.expiringSoon,
+      oldest,
+      oldestInProgress,
+      unreadable: totals.unreadable,
+    };
+  }
+
   /** Resolves when the client is ready or after `readyTimeoutMs`, whichever comes first. */
   private untilReady(): Promise<void> {
     const client = this.client;
@@ -231,11 +355,11 @@ export class RedisIdempotencyStore implements IdempotencyStore {
 
   private async run(
     name: ScriptName,
-    token: TokenRef,
+    token: TokenRef | undefined,
     keys: readonly string[],
     { failFast, args }: { failFast: boolean; args: readonly (string | number)[] },
   ): Promise<unknown> {
-    const step: StoreStep = name;
+    const step: StoreStep = OPERATOR_SCRIPTS.has(name) ? 'read' : (name as StoreStep);
     // Nothing has happened yet: better that the broker redelivers later than that the copy waits long.
     if (failFast && this.client.status !== 'ready') {
       await this.untilReady();
@@ -250,6 +374,38 @@ export class RedisIdempotencyStore implements IdempotencyStore {
       throw error;
     }
   }
+}
+
+/** The scripts of operators' calls (inspect, forget, stats): their failures are reported at step `read`. */
+const OPERATOR_SCRIPTS: ReadonlySet<ScriptName> = new Set<ScriptName>(['inspect', 'forget', 'stats']);
+
+/** Keys grouped by their `{scope tag}`: the keys of one group share a cluster slot. */
+function bySlotTag(keys: readonly string[]): string[][] {
+  const groups = new Map<string, string[]>();
+  for (const key of keys) {
+    const tag = key.slice(key.indexOf('{'), key.indexOf('}') + 1);
+    const group = groups.get(tag);
+    if (group) group.push(key);
+    else groups.set(tag, [key]);
+  }
+  return [...groups.values()];
+}
+
+/**
+ * A record found by its Redis key (`stats`), whose token is known only from the key and the record: the
+ * key part after `=` is the key itself; a hashed key part (`#…`) leaves the record's readable copy `k`.
+ */
+function recordAt(redisKey: unknown, body: unknown): IdempotencyRecord | undefined {
+  if (typeof redisKey !== 'string' || redisKey === '') return undefined;
+  const flat = body as string[];
+  const field = (name: string): string | undefined => {
+    for (let i = 0; i + 1 < flat.length; i += 2) if (flat[i] === name) return flat[i + 1];
+    return undefined;
+  };
+  // `<prefix>{<tag>}:s:<key part>`: the prefix holds no braces.
+  const part = redisKey.slice(redisKey.indexOf('}') + 4);
+  const key = part.startsWith('=') ? part.slice(1) : (field('k') ?? part);
+  return toRecord({ scope: field('sc') ?? '', key }, body);
 }
 
 function integerOption(option: string, value: number): number {

@@ -5,7 +5,7 @@ import { InvalidOptionError } from '../errors.js';
 import { tokenId } from '../idempotency-key.js';
 import type { TokenRef } from '../model/record.js';
 import type { Clock } from '../ports/clock.js';
-import type { CachedCompletion, IdempotencyCache } from '../ports/idempotency-cache.js';
+import type { CachedCompletion, CacheInspection, IdempotencyCache } from '../ports/idempotency-cache.js';
 
 export interface MemoryIdempotencyCacheOptions {
   /** The most entries kept; the least recently used go first. @defaultValue 10 000 */
@@ -60,6 +60,14 @@ export class MemoryIdempotencyCache implements IdempotencyCache {
 
   async delete(token: TokenRef): Promise<void> {
     this.entries.delete(tokenId(token));
+  }
+
+  /** The entry with its time left, without refreshing its place in the LRU. */
+  async inspect(token: TokenRef): Promise<CacheInspection | undefined> {
+    const entry = this.entries.get(tokenId(token));
+    const ttlMs = entry && entry.expiresAt - this.clock.now();
+    if (!entry || (ttlMs as number) <= 0) return undefined;
+    return { value: entry.value, ttlMs, location: 'memory' };
   }
 
   private oldest(): string {

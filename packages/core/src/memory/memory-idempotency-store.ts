@@ -10,7 +10,12 @@ import type { Clock } from '../ports/clock.js';
 import type {
   ClaimRequest,
   CompleteRequest,
+  ForgetOptions,
+  ForgetResult,
   IdempotencyRecord,
+  RecordInspection,
+  StatsOptions,
+  StoreStats,
   TokenRef,
 } from '../ports/idempotency-store.js';
 
@@ -222,6 +227,55 @@ export class MemoryIdempotencyStore extends BaseIdempotencyStore<MemoryTransacti
       await Promise.resolve();
     } while (batch.length === batchSize);
     return purged;
+  }
+
+  /** The record as stored, expired or not, with the store's clock. */
+  async inspect(token: TokenRef): Promise<RecordInspection> {
+    const record = this.records.get(tokenId(token));
+    return { record: record && { ...record }, now: this.clock.now(), location: 'memory' };
+  }
+
+  /** Deletes the record unless it is a live claim (or `force`); see {@link IdempotencyStore.forget}. */
+  async forget(token: TokenRef, options: ForgetOptions = {}): Promise<ForgetResult> {
+    const id = tokenId(token);
+    const record = this.records.get(id);
+    if (!record) return { outcome: 'absent' };
+    const snapshot = { ...record };
+    if (record.status === 'inProgress' && !this.isExpired(record) && !options.force) {
+      return { outcome: 'refused', reason: 'liveClaim', record: snapshot };
+    }
+    if (!options.dryRun) this.records.delete(id);
+    return { outcome: 'forgotten', record: snapshot };
+  }
+
+  /** Counts the records (of a scope) on the store's clock; see {@link StoreStats}. */
+  async stats(options: StatsOptions = {}): Promise<StoreStats> {
+    const now = this.clock.now();
+    const within = options.expiringWithinMs ?? 86_400_000;
+    const stats = { inProgress: 0, completed: 0, lapsedClaims: 0, expired: 0, expiringSoon: 0 };
+    let oldest: MutableRecord | undefined;
+    let oldestInProgress: MutableRecord | undefined;
+    for (const record of this.records.values()) {
+      if (options.scope !== undefined && record.scope !== options.scope) continue;
+      if (!oldest || record.createdAt < oldest.createdAt) oldest = record;
+      if (record.status === 'inProgress') {
+        stats.inProgress++;
+        if (this.isExpired(record)) stats.lapsedClaims++;
+        if (!oldestInProgress || record.createdAt < oldestInProgress.createdAt) oldestInProgress = record;
+      } else {
+        stats.completed++;
+        if (this.isExpired(record)) stats.expired++;
+        else if (record.expiresAt !== undefined && record.expiresAt <= now + within) stats.expiringSoon++;
+      }
+    }
+    return {
+      now,
+      ...(options.scope === undefined ? {} : { scope: options.scope }),
+      ...stats,
+      expiringWithinMs: within,
+      oldest: oldest && { ...oldest },
+      oldestInProgress: oldestInProgress && { ...oldestInProgress },
+    };
   }
 
   /**

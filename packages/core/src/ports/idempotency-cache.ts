@@ -12,10 +12,27 @@ export interface CachedCompletion {
   readonly result?: string;
 }
 
+/** What {@link IdempotencyCache.inspect} finds under a token's entry. */
+export interface CacheInspection {
+  /** The completion as the engine would read it; undefined when the entry is not one the cache wrote. */
+  readonly value?: CachedCompletion;
+  /** Why what stands under the entry is not a completion the cache wrote (the engine reads it as a miss). */
+  readonly invalid?: string;
+  /** Time left before the entry expires, in ms; undefined when it has no expiry. */
+  readonly ttlMs?: number;
+  /** Where the entry lives, for people: a Redis key. */
+  readonly location?: string;
+}
+
 export interface IdempotencyCache {
   get(token: TokenRef): Promise<CachedCompletion | undefined>;
   /** Many tokens in one round trip where the cache allows it; the answer is aligned with `tokens`. */
   getMany(tokens: readonly TokenRef[]): Promise<(CachedCompletion | undefined)[]>;
   set(token: TokenRef, value: CachedCompletion, ttlMs: number): Promise<void>;
   delete(token: TokenRef): Promise<void>;
+  /**
+   * For operators (the CLI's `inspect`): the token's entry with its time left, unreadable ones included;
+   * undefined when there is none. Optional; a cache without it is inspected through `get`.
+   */
+  inspect?(token: TokenRef): Promise<CacheInspection | undefined>;
 }

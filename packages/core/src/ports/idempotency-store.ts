@@ -40,6 +40,85 @@ export interface CompleteRequest {
   readonly result?: string;
 }
 
+/** What {@link IdempotencyStore.inspect} reads: the row as stored, and the store's own time. */
+export interface RecordInspection {
+  /** The token's record as stored, expired or not; undefined when the store holds none. */
+  readonly record?: IdempotencyRecord;
+  /**
+   * The store's clock when it read the record (epoch ms): leases and retention are compared against it,
+   * so "lease left" is `record.leaseExpiresAt - now` whatever the reader's clock says.
+   */
+  readonly now: number;
+  /** Where the record lives, for people: a table and row id, a Redis key. */
+  readonly location?: string;
+  /**
+   * Why what stands under the token is not a record the store wrote (a Redis key holding something
+   * else); `record` is then undefined, and claims of the token fail until it is deleted.
+   */
+  readonly unreadable?: string;
+}
+
+/** Options of {@link IdempotencyStore.forget}. */
+export interface ForgetOptions {
+  /**
+   * Delete a live in-progress claim too (a handler may be running it: its completion will then find no
+   * claim, and a copy arriving meanwhile runs again).
+   * @defaultValue false
+   */
+  readonly force?: boolean;
+  /** Decide and answer as if deleting, but delete nothing. @defaultValue false */
+  readonly dryRun?: boolean;
+}
+
+/**
+ * - `forgotten`: the record was deleted (with `dryRun`: would be). `record` is what stood, absent when
+ *   what stood under the token was not a record the store could read (deleted under `force` only).
+ * - `absent`: the store holds no record of the token (an expired one counts as present).
+ * - `refused`: a live in-progress claim stands and `force` was not given; nothing was deleted.
+ */
+export type ForgetResult =
+  | { readonly outcome: 'forgotten'; readonly record?: IdempotencyRecord }
+  | { readonly outcome: 'absent' }
+  | { readonly outcome: 'refused'; readonly reason: 'liveClaim'; readonly record: IdempotencyRecord };
+
+/** Options of {@link IdempotencyStore.stats}. */
+export interface StatsOptions {
+  /** Count only this scope's records. @defaultValue every scope */
+  readonly scope?: string;
+  /**
+   * The window of {@link StoreStats.expiringSoon}, in milliseconds from the store's now.
+   * @defaultValue 86 400 000 (24 hours)
+   */
+  readonly expiringWithinMs?: number;
+}
+
+/**
+ * What the store holds, counted on its own clock. Counts are of records as stored: the expired ones
+ * that reads already treat as absent are included until they are purged (or, on Redis, dropped).
+ */
+export interface StoreStats {
+  /** The store's clock when it counted (epoch ms). */
+  readonly now: number;
+  /** The scope counted, when one was asked for. */
+  readonly scope?: string;
+  readonly inProgress: number;
+  readonly completed: number;
+  /** In-progress claims whose lease has run out: abandoned by their owner; the next copy takes them over. */
+  readonly lapsedClaims: number;
+  /** Completed records past their retention, not yet deleted: what `purgeExpired` would delete. */
+  readonly expired: number;
+  /** The window of {@link StoreStats.expiringSoon}, in ms. */
+  readonly expiringWithinMs: number;
+  /** Completed records within their retention whose retention ends within `expiringWithinMs`. */
+  readonly expiringSoon: number;
+  /** The record created first, expired or not. */
+  readonly oldest?: IdempotencyRecord;
+  /** The in-progress claim created first: the longest-running (or an abandoned) handler. */
+  readonly oldestInProgress?: IdempotencyRecord;
+  /** Entries under the store's names that are not records it wrote (a Redis store); left out of every count. */
+  readonly unreadable?: number;
+}
+
 /**
  * The store port. Every method that takes `tx` runs inside that transaction when it is given (stores
  * with {@link IdempotencyStore.transaction}); without it each call is atomic on its own.
@@ -76,4 +155,21 @@ export interface IdempotencyStore<Tx = unknown> {
    * message goes back to the broker. Absent: nothing is retried in place.
    */
   isTransient?(error: unknown): boolean;
+  /**
+   * For operators (the CLI's `inspect`): the token's record as stored, expired or not, with the store's
+   * time. Optional; a store without it is inspected through {@link IdempotencyStore.get}.
+   */
+  inspect?(token: TokenRef): Promise<RecordInspection>;
+  /**
+   * For operators (the CLI's `forget`): deletes the token's record whatever its owner, so that the next
+   * copy runs the handler again. A live in-progress claim is refused unless `force`; a lapsed claim and
+   * a completed record (expired or not) are deleted. Atomic: a claim renewed or taken over between the
+   * decision and the delete is not deleted without `force`. The cache is the caller's to clear.
+   */
+  forget?(token: TokenRef, options?: ForgetOptions): Promise<ForgetResult>;
+  /**
+   * For operators (the CLI's `stats`): records by status, lapsed and expired ones, those expiring soon,
+   * and the oldest. It may read every record (of the scope): run it from a shell, not per message.
+   */
+  stats?(options?: StatsOptions): Promise<StoreStats>;
 }

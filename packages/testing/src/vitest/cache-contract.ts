@@ -93,5 +93,21 @@ export function describeCacheContract(name: string, setup: () => Promise<CacheCo
       expect(found.map((v) => v?.result)).toEqual(keys.map((_, i) => String(i)));
       expect(await cache.get(token('a'))).toBeUndefined();
     });
+
+    it('inspect shows an entry with its time left; a token never written has none', async () => {
+      const inspect = cache.inspect?.bind(cache);
+      if (!inspect) {
+        expect(cache.inspect).toBeUndefined();
+        return;
+      }
+      expect(await inspect(token('NONE'))).toBeUndefined();
+      await cache.set(token(), { fingerprint: 'fp', result: '{"ok":true}' }, ttl);
+      const entry = await inspect(token());
+      expect(entry?.value).toEqual({ fingerprint: 'fp', result: '{"ok":true}' });
+      expect(entry?.ttlMs).toBeGreaterThan(0);
+      expect(entry?.ttlMs).toBeLessThanOrEqual(ttl);
+      await cache.delete(token());
+      expect(await inspect(token())).toBeUndefined();
+    });
   });
 }

@@ -255,5 +255,142 @@ export function describeStoreContract<Tx>(
       if (seenBeforeCommit) expect(seenBeforeCommit.status).toBe('inProgress');
       expect(await store.get(token('TXR'))).toMatchObject({ status: 'completed', owner: 'owner-a' });
     });
+
+    // The operators' methods (inspect, forget, stats) are optional: a store without them skips these.
+
+    it('inspect shows the record as stored with the store time, an expired one included', async () => {
+      const inspect = store.inspect?.bind(store);
+      if (!inspect) {
+        expect(store.inspect).toBeUndefined();
+        return;
+      }
+      const absent = await inspect(token('NONE'));
+      expect(absent.record).toBeUndefined();
+      expect(absent.now).toBeTypeOf('number');
+      await claim(token(), 'owner-a', 'fp-1');
+      const live = await inspect(token());
+      expect(live.record).toMatchObject({
+        status: 'inProgress',
+        owner: 'owner-a',
+        fence: 1,
+        fingerprint: 'fp-1',
+      });
+      const leaseLeft = (live.record?.leaseExpiresAt as number) - live.now;
+      expect(leaseLeft).toBeGreaterThan(0);
+      expect(leaseLeft).toBeLessThanOrEqual(lease);
+      await store.complete({ token: token(), owner: 'owner-a', ttlMs: lease, result: '{"n":1}' });
+      await h.advance(lease + 50);
+      expect(await store.get(token())).toBeUndefined();
+      const expired = await inspect(token());
+      expect(expired.record).toMatchObject({ status: 'completed', owner: 'owner-a', result: '{"n":1}' });
+      expect(expired.record?.expiresAt).toBeLessThanOrEqual(expired.now);
+    });
+
+    it('forget deletes a completed record whatever its owner, and the token runs afresh', async () => {
+      const forget = store.forget?.bind(store);
+      if (!forget) {
+        expect(store.forget).toBeUndefined();
+        return;
+      }
+      await claim(token(), 'owner-a', 'fp-1');
+      await store.complete({ token: token(), owner: 'owner-a', ttlMs: 60_000 });
+      const forgotten = await forget(token());
+      expect(forgotten).toMatchObject({
+        outcome: 'forgotten',
+        record: { status: 'completed', owner: 'owner-a' },
+      });
+      expect(await store.get(token())).toBeUndefined();
+      expect(await claim(token(), 'owner-b')).toMatchObject({ status: 'claimed', takeover: false });
+      expect(await forget(token('NEVER-HELD'))).toEqual({ outcome: 'absent' });
+    });
+
+    it('forget refuses a live claim unless forced; a lapsed claim goes without force', async () => {
+      const forget = store.forget?.bind(store);
+      if (!forget) {
+        expect(store.forget).toBeUndefined();
+        return;
+      }
+      await claim(token('LIVE'), 'owner-a');
+      const refused = await forget(token('LIVE'));
+      expect(refused).toMatchObject({
+        outcome: 'refused',
+        reason: 'liveClaim',
+        record: { owner: 'owner-a' },
+      });
+      expect(await store.get(token('LIVE'))).toMatchObject({ status: 'inProgress', owner: 'owner-a' });
+      expect(await forget(token('LIVE'), { force: true })).toMatchObject({ outcome: 'forgotten' });
+      expect(await store.get(token('LIVE'))).toBeUndefined();
+      // The stale owner finds no claim: its completion writes nothing.
+      await expect(store.complete({ token: token('LIVE'), owner: 'owner-a', ttlMs: 60_000 })).resolves.toBe(
+        false,
+      );
+
+      await claim(token('LAPSED'), 'owner-b');
+      await h.advance(lease + 50);
+      expect(await forget(token('LAPSED'))).toMatchObject({
+        outcome: 'forgotten',
+        record: { owner: 'owner-b' },
+      });
+      expect(await claim(token('LAPSED'), 'owner-c')).toMatchObject({ status: 'claimed', takeover: false });
+    });
+
+    it('forget with dryRun answers as forget would and deletes nothing', async () => {
+      const forget = store.forget?.bind(store);
+      if (!forget) {
+        expect(store.forget).toBeUndefined();
+        return;
+      }
+      await claim(token('DONE'), 'owner-a');
+      await store.complete({ token: token('DONE'), owner: 'owner-a', ttlMs: 60_000 });
+      await claim(token('LIVE'), 'owner-b');
+      expect(await forget(token('DONE'), { dryRun: true })).toMatchObject({ outcome: 'forgotten' });
+      expect(await forget(token('LIVE'), { dryRun: true })).toMatchObject({ outcome: 'refused' });
+      expect(await forget(token('LIVE'), { dryRun: true, force: true })).toMatchObject({
+        outcome: 'forgotten',
+      });
+      expect((await store.getMany([token('DONE'), token('LIVE')])).map((r) => r?.status)).toEqual([
+        'completed',
+        'inProgress',
+      ]);
+    });
+
+    it("stats counts one scope's records by status, lapsed, expired and expiring soon, and names the oldest", async () => {
+      const stats = store.stats?.bind(store);
+      if (!stats) {
+        expect(store.stats).toBeUndefined();
+        return;
+      }
+      const done = async (key: string, ttlMs: number) => {
+        await claim(token(key), 'o');
+        await store.complete({ token: token(key), owner: 'o', ttlMs });
+      };
+      expect(await stats({ scope })).toMatchObject({ scope, inProgress: 0, completed: 0, expired: 0 });
+      await done('OLD', 48 * 3_600_000); // outside the 24 h window
+      await h.advance(5);
+      await claim(token('LAPSED'), 'o');
+      await h.advance(5);
+      await done('EXPIRED', lease);
+      await done('SOON', 3_600_000);
+      await h.advance(lease + 50);
+      await claim(token('LIVE'), 'o');
+      await claim(token('ELSEWHERE', uniqueScope()), 'o');
+      const counted = await stats({ scope });
+      expect(counted).toMatchObject({
+        scope,
+        inProgress: 2,
+        completed: 3,
+        lapsedClaims: 1,
+        expired: 1,
+        expiringWithinMs: 86_400_000,
+        expiringSoon: 1,
+      });
+      expect(counted.now).toBeTypeOf('number');
+      expect(counted.oldest).toMatchObject({ scope, key: 'OLD', status: 'completed' });
+      expect(counted.oldestInProgress).toMatchObject({ scope, key: 'LAPSED', status: 'inProgress' });
+      expect(await stats({ scope, expiringWithinMs: 0 })).toMatchObject({
+        expiringSoon: 0,
+        expiringWithinMs: 0,
+      });
+    });
   });
 }
