@@ -147,7 +147,10 @@ export type StoreStep =
   | 'commit'
   | 'transaction'
   | 'read'
-  | 'purge';
+  | 'purge'
+  | 'inspect'
+  | 'forget'
+  | 'stats';
 
 /** A store call failed for a reason other than unavailability. Never read as a duplicate. */
 export class IdempotencyStoreError extends IdempotencyError {

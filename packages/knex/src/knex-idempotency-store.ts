@@ -355,7 +355,7 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
 
   /** The token's row as stored, expired or not, with the database's time and the row's id. */
   async inspect(token: TokenRef): Promise<RecordInspection> {
-    return this.run('read', token, async () => {
+    return this.run('inspect', token, async () => {
       const row = this.unstorable(token) ? undefined : await this.rowWithNow(token);
       if (!row) return { now: await this.nowOf(this.knex), location: this.table.tableName };
       return { record: this.record(row), now: toNumber(row.now_ms), location: this.locationOf(row) };
@@ -369,7 +369,7 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
    */
   async forget(token: TokenRef, options: ForgetOptions = {}): Promise<ForgetResult> {
     if (this.unstorable(token)) return { outcome: 'absent' };
-    return this.run('read', token, async () => {
+    return this.run('forget', token, async () => {
       for (let attempt = 1; attempt <= this.maxClaimAttempts; attempt++) {
         const row = await this.rowWithNow(token);
         if (!row) return { outcome: 'absent' };
@@ -405,7 +405,7 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
       throw new InvalidOptionError('expiringWithinMs', 'a non-negative integer (milliseconds)', within);
     }
     const scope = options.scope;
-    return this.run('read', undefined, async () => {
+    return this.run('stats', undefined, async () => {
       // A scope the table cannot hold has no rows.
       if (scope !== undefined && this.textProblem('scope', scope)) {
         return emptyStats(await this.nowOf(this.knex), scope, within);

@@ -359,7 +359,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     keys: readonly string[],
     { failFast, args }: { failFast: boolean; args: readonly (string | number)[] },
   ): Promise<unknown> {
-    const step: StoreStep = OPERATOR_SCRIPTS.has(name) ? 'read' : (name as StoreStep);
+    const step = name as StoreStep;
     // Nothing has happened yet: better that the broker redelivers later than that the copy waits long.
     if (failFast && this.client.status !== 'ready') {
       await this.untilReady();
@@ -375,9 +375,6 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     }
   }
 }
-
-/** The scripts of operators' calls (inspect, forget, stats): their failures are reported at step `read`. */
-const OPERATOR_SCRIPTS: ReadonlySet<ScriptName> = new Set<ScriptName>(['inspect', 'forget', 'stats']);
 
 /** Keys grouped by their `{scope tag}`: the keys of one group share a cluster slot. */
 function bySlotTag(keys: readonly string[]): string[][] {
