@@ -127,6 +127,7 @@ export type {
   TokenRef,
 } from './ports/idempotency-store.js';
 export type { IdempotencyLogger } from './ports/logger.js';
+export type { CheckedPort, ReadinessCheck, ReadinessRequest } from './ports/readiness.js';
 export type {
   MessageTransport,
   Settlement,

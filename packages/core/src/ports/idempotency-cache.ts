@@ -4,6 +4,7 @@
  * sends the message on to the store.
  */
 import type { TokenRef } from '../model/record.js';
+import type { CheckedPort } from './readiness.js';
 
 /** What the cache remembers of a completed token. */
 export interface CachedCompletion {
@@ -24,7 +25,7 @@ export interface CacheInspection {
   readonly location?: string;
 }
 
-export interface IdempotencyCache {
+export interface IdempotencyCache extends CheckedPort {
   get(token: TokenRef): Promise<CachedCompletion | undefined>;
   /** Many tokens in one round trip where the cache allows it; the answer is aligned with `tokens`. */
   getMany(tokens: readonly TokenRef[]): Promise<(CachedCompletion | undefined)[]>;

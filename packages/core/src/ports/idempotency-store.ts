@@ -4,6 +4,7 @@
  */
 
 import type { IdempotencyRecord, TokenRef } from '../model/record.js';
+import type { CheckedPort } from './readiness.js';
 
 export type { IdempotencyRecord, RecordStatus, TokenRef } from '../model/record.js';
 
@@ -126,7 +127,7 @@ export interface StoreStats {
  * Errors: throw {@link StoreUnavailableError} when the store cannot be reached (the engine then applies
  * its fail-closed / fail-open policy); anything else is treated as a store failure, never as a duplicate.
  */
-export interface IdempotencyStore<Tx = unknown> {
+export interface IdempotencyStore<Tx = unknown> extends CheckedPort {
   /**
    * Runs `work` in one transaction and commits when it resolves, rolls back when it rejects. Present only
    * on stores that have transactions; the engine then runs claim, handler and completion inside it and
