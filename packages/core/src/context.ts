@@ -27,16 +27,30 @@ export interface IdempotencyContext<Tx = unknown> {
 
 const DELIVERY = Symbol.for('idempotent-mq:delivery');
 
+/** The subscription a message was received on, as the listener registry knows it. */
+export interface DeliverySubscription {
+  readonly topic: string;
+  readonly consumerGroup: string;
+  /** The transport profile's broker name (`'RocketMQ'`). */
+  readonly broker: string;
+}
+
 /** What a transport knows about a delivery that the message itself may not carry. */
 export interface DeliveryInfo {
   readonly attempt: number;
   /** After this attempt the broker dead-letters the message. */
   readonly maxAttempts?: number;
+  /** Where it was received, when the listener registry delivered it (for traces and metrics). */
+  readonly subscription?: DeliverySubscription;
   readonly [DELIVERY]: true;
 }
 
 /** Makes the delivery info a transport passes as the second argument of a decorated method. */
-export function deliveryInfo(info: { attempt: number; maxAttempts?: number }): DeliveryInfo {
+export function deliveryInfo(info: {
+  attempt: number;
+  maxAttempts?: number;
+  subscription?: DeliverySubscription;
+}): DeliveryInfo {
   return { ...info, [DELIVERY]: true };
 }
 

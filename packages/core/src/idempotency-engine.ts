@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { backoffDelay } from './backoff.js';
-import { type IdempotencyContext, isDeliveryInfo } from './context.js';
+import { type DeliveryInfo, type IdempotencyContext, isDeliveryInfo } from './context.js';
 import { LeaseKeeper } from './engine/lease-keeper.js';
 import { type MethodPlan, MethodPlans } from './engine/method-plan.js';
 import {
@@ -36,6 +36,13 @@ import type { DuplicateTier, Execution, IdempotencyOutcome, OutcomeListener } fr
 import type { Clock } from './ports/clock.js';
 import type { CachedCompletion, IdempotencyCache } from './ports/idempotency-cache.js';
 import type { ClaimResult, IdempotencyStore } from './ports/idempotency-store.js';
+import type {
+  IdempotencyInstrumentation,
+  MessageProbe,
+  StepOperation,
+  StepTarget,
+  StepTiming,
+} from './ports/instrumentation.js';
 import type { IdempotencyLogger } from './ports/logger.js';
 
 export type { HandlerMethod } from './model/handler-method.js';
@@ -49,6 +56,8 @@ export interface IdempotencyEngineDeps {
   readonly logger: IdempotencyLogger;
   readonly defaults?: IdempotencyPolicyOptions;
   readonly listeners?: readonly OutcomeListener[];
+  /** Traces and metrics of each message; none by default. */
+  readonly instrumentation?: IdempotencyInstrumentation;
 }
 
 /** Per call state that the steps share. */
@@ -63,6 +72,8 @@ interface Call {
   handlerStarted: boolean;
   /** Transactions rerun after a transient failure (a deadlock, a serialization failure). */
   transientRetries: number;
+  /** The instrumentation's view of this message, when one is bound and wants it. */
+  readonly probe: MessageProbe | undefined;
 }
 
 /** What the key function made of a message: a token, no usable key, or a throw. */
@@ -123,7 +134,8 @@ export class IdempotencyEngine {
   ): Promise<Execution> {
     const plan = this.plans.of(target, self);
     const call = this.newCall(plan, self, message, delivery);
-    return this.finish(call, await this.decide(call, this.resolveKey(plan, message)));
+    const key = this.resolveKey(plan, message);
+    return this.finish(call, await this.within(call, () => this.decide(call, key)));
   }
 
   /**
@@ -138,21 +150,22 @@ export class IdempotencyEngine {
     deliveries: readonly unknown[] = [],
   ): Promise<Execution[]> {
     const plan = this.plans.of(target, self);
+    const calls = messages.map((message, i) => this.newCall(plan, self, message, deliveries[i]));
     const keys = messages.map((message) => this.resolveKey(plan, message));
-    const cached = await this.readCacheBatch(plan, keys);
+    const cached = await this.readCacheBatch(plan, keys, calls);
 
     const results = new Array<Execution>(messages.length);
     const pending: Promise<void>[] = [];
     for (const indexes of groupByToken(keys)) {
       const first = keys[indexes[0] as number] as KeyOutcome;
       const token = 'token' in first ? first.token : undefined;
-      const calls = indexes.map((i) => this.newCall(plan, self, messages[i], deliveries[i]));
-      if (cached === undefined) for (const call of calls) call.cacheBypassed = true;
+      const group = indexes.map((i) => calls[i] as Call);
+      if (cached === undefined) for (const call of group) call.cacheBypassed = true;
       const hit = token && cached?.get(tokenId(token));
       if (token && hit) {
         // A hit answers every copy, with nothing left to wait for: decided here, without a promise each.
         for (const [n, i] of indexes.entries()) {
-          const call = calls[n] as Call;
+          const call = group[n] as Call;
           results[i] = this.finish(call, this.fromCacheHit(call, token, hit));
         }
         continue;
@@ -160,14 +173,15 @@ export class IdempotencyEngine {
       pending.push(
         (async () => {
           for (const [n, i] of indexes.entries()) {
-            const call = calls[n] as Call;
+            const call = group[n] as Call;
             const key = keys[i] as KeyOutcome;
             // The batch read answered the first copy (a miss, or the cache is out of reach); the later
             // ones look again, since the first may have completed meanwhile.
-            const decided =
+            const decided = this.within(call, () =>
               token && (n === 0 || cached === undefined)
                 ? this.decideToken(call, token, undefined)
-                : this.decide(call, key);
+                : this.decide(call, key),
+            );
             results[i] = this.finish(call, await decided);
           }
         })(),
@@ -194,7 +208,29 @@ export class IdempotencyEngine {
       cacheBypassed: false,
       handlerStarted: false,
       transientRetries: 0,
+      probe: this.deps.instrumentation && this.probeOf(plan, message, info),
     };
+  }
+
+  /** The instrumentation's probe of a message: none when it declines the message, or throws. */
+  private probeOf(
+    plan: MethodPlan,
+    message: unknown,
+    info: DeliveryInfo | undefined,
+  ): MessageProbe | undefined {
+    try {
+      return this.deps.instrumentation?.startMessage(message, plan, info);
+    } catch (error) {
+      this.deps.logger.error('the instrumentation threw; this message goes uninstrumented', {
+        error: String(error),
+      });
+      return undefined;
+    }
+  }
+
+  /** A message's path, inside its probe's context (its trace span) when it has one. */
+  private within(call: Call, path: () => Promise<Decided>): Promise<Decided> {
+    return call.probe ? call.probe.run(path) : path();
   }
 
   // ---- 1. the key ----------------------------------------------------------------------------
@@ -246,9 +282,13 @@ export class IdempotencyEngine {
 
   /** Never rejects: an unreachable or slow cache is skipped, and the store decides. */
   private async readCache(call: Call, token: TokenRef): Promise<CachedCompletion | undefined> {
+    const started = call.probe ? performance.now() : 0;
     try {
-      return await this.bounded(this.deps.cache.get(token), call.plan.policy.cacheTimeoutMs);
+      const hit = await this.bounded(this.deps.cache.get(token), call.plan.policy.cacheTimeoutMs);
+      if (call.probe) this.step(call, 'cache', 'get', started);
+      return hit;
     } catch (error) {
+      if (call.probe) this.step(call, 'cache', 'get', started, error);
       call.cacheBypassed = true;
       this.deps.logger.debug('cache read failed; the store decides', {
         key: token.key,
@@ -262,15 +302,19 @@ export class IdempotencyEngine {
   private async readCacheBatch(
     plan: MethodPlan,
     keys: readonly KeyOutcome[],
+    calls: readonly Call[],
   ): Promise<Map<string, CachedCompletion | undefined> | undefined> {
     const distinct = new Map<string, TokenRef>();
     for (const key of keys) if ('token' in key) distinct.set(tokenId(key.token), key.token);
     const list = [...distinct.values()];
+    const started = this.deps.instrumentation && list.length > 0 ? performance.now() : undefined;
     try {
       const values =
         list.length > 0 ? await this.bounded(this.deps.cache.getMany(list), plan.policy.cacheTimeoutMs) : [];
+      if (started !== undefined) this.batchStep(calls, started);
       return new Map(list.map((token, i) => [tokenId(token), values[i]]));
     } catch (error) {
+      if (started !== undefined) this.batchStep(calls, started, error);
       this.deps.logger.debug('cache batch read failed; the store decides', { error: String(error) });
       return undefined;
     }
@@ -346,9 +390,9 @@ export class IdempotencyEngine {
     for (;;) {
       try {
         const { completion, ...decided } = plan.transactional
-          ? await this.transaction((tx) => this.claimAndRun(call, token, print, tx))
+          ? await this.transaction(call, (tx) => this.claimAndRun(call, token, print, tx))
           : await this.claimAndRun(call, token, print, undefined);
-        if (completion) await this.writeCache(token, completion, plan.policy);
+        if (completion) await this.writeCache(call, token, completion);
         return decided;
       } catch (failure) {
         const error = failure instanceof HandlerFailure ? failure.error : failure;
@@ -371,14 +415,46 @@ export class IdempotencyEngine {
     }
   }
 
-  private async transaction<T>(work: (tx: unknown) => Promise<T>): Promise<T> {
-    const { store } = this.deps;
+  private async transaction<T>(call: Call, work: (tx: unknown) => Promise<T>): Promise<T> {
+    const run = (work: (tx: unknown) => Promise<T>) =>
+      (this.deps.store.transaction as NonNullable<IdempotencyStore['transaction']>)(work);
     try {
-      return await (store.transaction as NonNullable<IdempotencyStore['transaction']>)(work);
+      return await (call.probe ? this.timedTransaction(call, run, work) : run(work));
     } catch (error) {
       // Errors from our own steps and the handler pass through; the rest is begin/commit failing.
       if (error instanceof HandlerFailure || error instanceof IdempotencyError) throw error;
       throw new IdempotencyStoreError('transaction', undefined, error);
+    }
+  }
+
+  /** A transaction whose `begin` (until the work starts) and `commit` / `rollback` (after it) are reported. */
+  private async timedTransaction<T>(
+    call: Call,
+    run: (work: (tx: unknown) => Promise<T>) => Promise<T>,
+    work: (tx: unknown) => Promise<T>,
+  ): Promise<T> {
+    const begun = performance.now();
+    let worked: number | undefined;
+    let workFailed = false;
+    try {
+      const value = await run(async (tx) => {
+        this.step(call, 'store', 'begin', begun);
+        try {
+          return await work(tx);
+        } catch (error) {
+          workFailed = true;
+          throw error;
+        } finally {
+          worked = performance.now();
+        }
+      });
+      this.step(call, 'store', 'commit', worked ?? begun);
+      return value;
+    } catch (error) {
+      if (worked === undefined) this.step(call, 'store', 'begin', begun, error);
+      else if (workFailed) this.step(call, 'store', 'rollback', worked);
+      else this.step(call, 'store', 'commit', worked, error);
+      throw error;
     }
   }
 
@@ -392,7 +468,7 @@ export class IdempotencyEngine {
     const { plan } = call;
     const { store } = this.deps;
     const owner = randomUUID();
-    const claim: ClaimResult = await this.storeCall('claim', token, () =>
+    const claim: ClaimResult = await this.storeCall(call, 'claim', token, () =>
       store.claim(
         {
           token,
@@ -415,7 +491,7 @@ export class IdempotencyEngine {
     const ran = await this.runHandler(call, token, owner, claim, tx);
     if ('failed' in ran) return ran.failed;
     const stored = this.resultToStore(call, token, ran.result, tx);
-    const completed = await this.storeCall('complete', token, () =>
+    const completed = await this.storeCall(call, 'complete', token, () =>
       store.complete({ token, owner, ttlMs: plan.policy.ttlMs, result: stored }, tx),
     );
     if (!completed) {
@@ -427,6 +503,7 @@ export class IdempotencyEngine {
       kind: claim.takeover ? 'takeover' : 'processed',
       token,
       unprotected: false,
+      fence: claim.record.fence,
       result: ran.result,
       completion: { fingerprint: print, result: stored },
     };
@@ -502,7 +579,7 @@ export class IdempotencyEngine {
     const final = call.maxAttempts !== undefined && call.attempt >= call.maxAttempts;
     if (onFailure === 'keep' || (onFailure === 'keepOnFinalAttempt' && final)) return undefined;
     try {
-      await this.storeCall('release', token, () => this.deps.store.release(token, owner));
+      await this.storeCall(call, 'release', token, () => this.deps.store.release(token, owner));
       return undefined;
     } catch (error) {
       this.deps.logger.error('could not release a failed claim; it stays until its lease expires', {
@@ -532,24 +609,33 @@ export class IdempotencyEngine {
   }
 
   /** Calls the store; anything it throws becomes a store error that names the step. */
-  private async storeCall<T>(step: StoreStep, token: TokenRef, fn: () => Promise<T>): Promise<T> {
+  private async storeCall<T>(
+    call: Call,
+    step: StoreStep & StepOperation,
+    token: TokenRef,
+    fn: () => Promise<T>,
+  ): Promise<T> {
+    const started = call.probe ? performance.now() : 0;
     try {
-      return await fn();
+      const value = await fn();
+      if (call.probe) this.step(call, 'store', step, started);
+      return value;
     } catch (error) {
+      if (call.probe) this.step(call, 'store', step, started, error);
       if (error instanceof IdempotencyStoreError || error instanceof IdempotencyError) throw error;
       throw new IdempotencyStoreError(step, token, error);
     }
   }
 
-  private async writeCache(
-    token: TokenRef,
-    completion: CachedCompletion,
-    policy: ResolvedPolicy,
-  ): Promise<void> {
+  private async writeCache(call: Call, token: TokenRef, completion: CachedCompletion): Promise<void> {
+    const { policy } = call.plan;
+    const started = call.probe ? performance.now() : 0;
     try {
       // Bounded like a read: a hung cache must not hold the message once the store has committed.
       await this.bounded(this.deps.cache.set(token, completion, policy.ttlMs), policy.cacheTimeoutMs);
+      if (call.probe) this.step(call, 'cache', 'set', started);
     } catch (error) {
+      if (call.probe) this.step(call, 'cache', 'set', started, error);
       // The store has committed: the cache is only an optimisation.
       this.deps.logger.debug('cache write failed', { key: token.key, error: String(error) });
     }
@@ -587,6 +673,13 @@ export class IdempotencyEngine {
       ...(call.transientRetries > 0 ? { transientRetries: call.transientRetries } : {}),
       ...decided,
     };
+    if (call.probe) {
+      try {
+        call.probe.end(outcome);
+      } catch (error) {
+        this.deps.logger.error('the instrumentation threw', { error: String(error) });
+      }
+    }
     for (const listener of this.deps.listeners ?? []) {
       try {
         listener(outcome as IdempotencyOutcome);
@@ -595,6 +688,48 @@ export class IdempotencyEngine {
       }
     }
     return outcome;
+  }
+
+  /** Tells the message's probe that a store or cache call started at `startedAt` has ended. */
+  private step(
+    call: Call,
+    target: StepTarget,
+    operation: StepOperation,
+    startedAt: number,
+    error?: unknown,
+  ): void {
+    const durationMs = performance.now() - startedAt;
+    const timing = { target, operation, startedAt, durationMs, messages: 1, repeated: false };
+    this.report(call, error === undefined ? timing : { ...timing, error });
+  }
+
+  /** A batch's one cache read, told to the probe of each message it served (counted once: `repeated`). */
+  private batchStep(calls: readonly Call[], startedAt: number, error?: unknown): void {
+    const durationMs = performance.now() - startedAt;
+    const first = {
+      target: 'cache',
+      operation: 'getMany',
+      startedAt,
+      durationMs,
+      messages: calls.length,
+      repeated: false,
+      ...(error === undefined ? {} : { error }),
+    } as const;
+    const again = { ...first, repeated: true };
+    let told = false;
+    for (const call of calls) {
+      if (!call.probe) continue;
+      this.report(call, told ? again : first);
+      told = true;
+    }
+  }
+
+  private report(call: Call, timing: StepTiming): void {
+    try {
+      call.probe?.step(timing);
+    } catch (error) {
+      this.deps.logger.error('the instrumentation threw', { error: String(error) });
+    }
   }
 
   /** `promise`, or a rejection with `timeout()` after `ms` (a later settlement of `promise` is ignored). */

@@ -13,6 +13,7 @@ import {
   IDEMPOTENCY_CACHE,
   IDEMPOTENCY_CLOCK,
   IDEMPOTENCY_ENGINE,
+  IDEMPOTENCY_INSTRUMENTATION,
   IDEMPOTENCY_LOGGER,
   IDEMPOTENCY_OPTIONS,
   IDEMPOTENCY_OUTCOME_LISTENER,
@@ -56,6 +57,7 @@ export class IdempotencyModule extends ContainerModule {
               logger: ctx.get(IDEMPOTENCY_LOGGER),
               defaults: ctx.get(IDEMPOTENCY_OPTIONS),
               listeners: ctx.getAll(IDEMPOTENCY_OUTCOME_LISTENER, { optional: true }),
+              instrumentation: ctx.get(IDEMPOTENCY_INSTRUMENTATION, { optional: true }),
             }),
         )
         .inSingletonScope();

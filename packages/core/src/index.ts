@@ -4,6 +4,7 @@ export { BaseIdempotencyStore, type BaseIdempotencyStoreOptions } from './base-i
 export { BODY_CODECS, type BodyCodec, type DecodeResult, decodeBody, encodeBody } from './body-codec.js';
 export {
   type DeliveryInfo,
+  type DeliverySubscription,
   deliveryInfo,
   type IdempotencyContext,
   type IdempotentView,
@@ -48,7 +49,6 @@ export {
   type IdempotencyKeyValue,
   tokenId,
 } from './idempotency-key.js';
-export { isSettlement, isWait, settlementsOf, sleepUnless, type Wait } from './transport-kit.js';
 export { Idempotent, type IdempotentMethod } from './idempotent.decorator.js';
 export { type ClassBinding, classBindings } from './listener/binding-discovery.js';
 export {
@@ -126,8 +126,15 @@ export type {
   StoreStats,
   TokenRef,
 } from './ports/idempotency-store.js';
+export type {
+  IdempotencyInstrumentation,
+  InstrumentedHandler,
+  MessageProbe,
+  StepOperation,
+  StepTarget,
+  StepTiming,
+} from './ports/instrumentation.js';
 export type { IdempotencyLogger } from './ports/logger.js';
-export type { CheckedPort, ReadinessCheck, ReadinessRequest } from './ports/readiness.js';
 export type {
   MessageTransport,
   Settlement,
@@ -135,14 +142,18 @@ export type {
   TransportMessage,
   TransportProfile,
 } from './ports/message-transport.js';
+export type { CheckedPort, ReadinessCheck, ReadinessRequest } from './ports/readiness.js';
 export { scopeOf } from './scope.js';
 export {
   IDEMPOTENCY_CACHE,
   IDEMPOTENCY_CLOCK,
   IDEMPOTENCY_ENGINE,
+  IDEMPOTENCY_INSTRUMENTATION,
   IDEMPOTENCY_LOGGER,
   IDEMPOTENCY_OPTIONS,
   IDEMPOTENCY_OUTCOME_LISTENER,
   IDEMPOTENCY_STORE,
   MESSAGE_TRANSPORT,
 } from './tokens.js';
+export { injectTraceContext, setTraceContextInjector, type TraceContextInjector } from './trace-context.js';
+export { isSettlement, isWait, settlementsOf, sleepUnless, type Wait } from './transport-kit.js';

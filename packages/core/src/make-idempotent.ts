@@ -17,6 +17,7 @@ import type { OutcomeListener } from './outcome.js';
 import type { Clock } from './ports/clock.js';
 import type { IdempotencyCache } from './ports/idempotency-cache.js';
 import type { IdempotencyStore } from './ports/idempotency-store.js';
+import type { IdempotencyInstrumentation } from './ports/instrumentation.js';
 import type { IdempotencyLogger } from './ports/logger.js';
 
 /** The options of {@link makeIdempotent}: a method's options, and the ports a container would bind. */
@@ -31,12 +32,14 @@ export interface MakeIdempotentOptions<M, Tx = unknown> extends IdempotentOption
   readonly logger?: IdempotencyLogger;
   /** Hears each message's outcome (metrics, alerts). */
   readonly onOutcome?: OutcomeListener;
+  /** Traces and metrics of each call (`new OpenTelemetryInstrumentation()`). @defaultValue none */
+  readonly instrumentation?: IdempotencyInstrumentation;
 }
 
 /** What {@link makeIdempotent} returns: the function, idempotent, called with the message (and a delivery). */
 export type IdempotentFunction<M, R> = (message: M, delivery?: DeliveryInfo) => Promise<R>;
 
-const OWN_OPTIONS = ['store', 'cache', 'clock', 'logger', 'onOutcome'] as const;
+const OWN_OPTIONS = ['store', 'cache', 'clock', 'logger', 'onOutcome', 'instrumentation'] as const;
 const KNOWN = [...POLICY_OPTIONS, 'key', 'scope', 'scopeVersion', 'fingerprint', 'attempt', ...OWN_OPTIONS];
 
 /**
@@ -62,7 +65,7 @@ export function makeIdempotent<M, R, Tx = unknown>(
   if (typeof fn !== 'function')
     throw new InvalidOptionError(where, 'a function (message, ctx) => result', fn);
   checkOptionsObject(options, KNOWN, where);
-  const { store, cache, clock, logger, onOutcome, ...methodOptions } = options;
+  const { store, cache, clock, logger, onOutcome, instrumentation, ...methodOptions } = options;
   const store_ = store as IdempotencyStore | undefined;
   if (typeof store_?.claim !== 'function' || typeof store_.complete !== 'function') {
     throw new InvalidOptionError(
@@ -72,6 +75,13 @@ export function makeIdempotent<M, R, Tx = unknown>(
     );
   }
   functionOption(where, 'onOutcome', onOutcome, 'a function (outcome) => void');
+  if (instrumentation !== undefined && typeof instrumentation?.startMessage !== 'function') {
+    throw new InvalidOptionError(
+      `${where}.instrumentation`,
+      'an IdempotencyInstrumentation (e.g. new OpenTelemetryInstrumentation())',
+      instrumentation,
+    );
+  }
   if (methodOptions.scope === undefined && !fn.name) {
     throw new InvalidOptionError(
       `${where}.scope`,
@@ -88,6 +98,7 @@ export function makeIdempotent<M, R, Tx = unknown>(
     clock: clock_,
     logger: logger ?? new ConsoleLogger('warn'),
     listeners: onOutcome ? [onOutcome] : [],
+    instrumentation,
   });
   // The function stands as the one method of a class named after it: its default scope is `v1:<name>.handle`
   // unless `scope` is given.

@@ -31,6 +31,8 @@ export interface IdempotencyOutcome {
   readonly unprotected: boolean;
   readonly attempt: number;
   readonly durationMs: number;
+  /** The fencing token of this call's own claim (`processed`, `takeover`); a decided record has its own. */
+  readonly fence?: number;
   /** The record that decided a `duplicate`, `inFlight` or `conflict`. */
   readonly record?: IdempotencyRecord;
   /** Why it `failed` (the handler's own error, rethrown as is), or the conflict error. */

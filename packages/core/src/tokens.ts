@@ -9,6 +9,7 @@ import type { OutcomeListener } from './outcome.js';
 import type { Clock } from './ports/clock.js';
 import type { IdempotencyCache } from './ports/idempotency-cache.js';
 import type { IdempotencyStore } from './ports/idempotency-store.js';
+import type { IdempotencyInstrumentation } from './ports/instrumentation.js';
 import type { IdempotencyLogger } from './ports/logger.js';
 import type { MessageTransport } from './ports/message-transport.js';
 
@@ -26,6 +27,13 @@ export const IDEMPOTENCY_OPTIONS: ServiceIdentifier<IdempotencyModuleOptions> =
 /** Outcome listeners: bind any number; each hears every message's outcome. */
 export const IDEMPOTENCY_OUTCOME_LISTENER: ServiceIdentifier<OutcomeListener> = Symbol.for(
   'idempotent-mq.outcome-listener',
+);
+/**
+ * Traces and metrics of each message ({@link IdempotencyInstrumentation}), e.g. `@idempotent-mq/opentelemetry`'s.
+ * Optional: unbound, the engine does no instrumentation work.
+ */
+export const IDEMPOTENCY_INSTRUMENTATION: ServiceIdentifier<IdempotencyInstrumentation> = Symbol.for(
+  'idempotent-mq.instrumentation',
 );
 /** The engine itself, one per container. */
 export const IDEMPOTENCY_ENGINE: ServiceIdentifier<IdempotencyEngine> = Symbol.for('idempotent-mq.engine');

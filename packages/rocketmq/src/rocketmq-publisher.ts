@@ -2,7 +2,7 @@
  * `RocketMQPublisher`: sends messages with a business key, always. Consumers deduplicate on the key
  * (RocketMQ's message Key), so a message without one is refused before it reaches the broker.
  */
-import { InvalidOptionError } from '@idempotent-mq/core';
+import { InvalidOptionError, injectTraceContext } from '@idempotent-mq/core';
 import { createProducer, startClient, type TransportProducer } from './client.js';
 import { BODY_CODECS, type BodyCodec, encodeBody } from './codec.js';
 import { BodyEncodingError, MissingMessageKeyError, NotStartedError } from './errors.js';
@@ -29,6 +29,10 @@ export interface PublishRequest<B = unknown> {
   readonly keys: string | readonly string[];
   readonly body: B;
   readonly tag?: string;
+  /**
+   * User properties. The active trace context (W3C `traceparent`, `tracestate`) is added when
+   * `@idempotent-mq/opentelemetry` installed its injector; a `traceparent` given here is kept.
+   */
   readonly properties?: Readonly<Record<string, string>>;
   /** Ordered delivery within the group (a FIFO topic). */
   readonly messageGroup?: string;
@@ -93,12 +97,13 @@ export class RocketMQPublisher {
     }
     const producer = this.#producer;
     if (!producer) throw new NotStartedError('RocketMQPublisher');
+    const properties = injectTraceContext(request.properties);
     const receipt = await producer.send({
       topic: request.topic,
       body,
       keys,
       ...(request.tag ? { tag: request.tag } : {}),
-      ...(request.properties ? { properties: new Map(Object.entries(request.properties)) } : {}),
+      ...(properties ? { properties: new Map(Object.entries(properties)) } : {}),
       ...(request.messageGroup ? { messageGroup: request.messageGroup } : {}),
       ...(request.delayMs ? { delay: request.delayMs } : {}),
     });

@@ -61,7 +61,11 @@ export async function measure(
 export async function compare(
   ours: (i: number) => Promise<void>,
   baseline: (i: number) => Promise<void>,
-  options: MeasureOptions & { rounds: number },
+  options: MeasureOptions & {
+    rounds: number;
+    /** Called before each side's rounds and with `'done'` after the last (process-wide switches). */
+    enter?: (side: 'ours' | 'baseline' | 'done') => void;
+  },
 ): Promise<{ ours: Measurement; baseline: Measurement }> {
   const seqOurs = new Sequence();
   const seqBase = new Sequence();
@@ -69,9 +73,12 @@ export async function compare(
   const b: Measurement[] = [];
   const per = { ...options, durationMs: options.durationMs / options.rounds };
   for (let r = 0; r < options.rounds; r++) {
+    options.enter?.('baseline');
     b.push(await measure(baseline, seqBase, per));
+    options.enter?.('ours');
     a.push(await measure(ours, seqOurs, per));
   }
+  options.enter?.('done');
   return { ours: combine(a), baseline: combine(b) };
 }
 

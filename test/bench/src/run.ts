@@ -122,6 +122,7 @@ async function main() {
         const per = s.opsPerCall ?? 1;
         const { ours, baseline } = await compare(s.ours, s.baseline, {
           concurrency: s.concurrency,
+          enter: s.enter?.bind(s),
           ...timing,
         });
         const ratio = ours.opsPerSec / baseline.opsPerSec;

@@ -9,16 +9,20 @@ import { IdempotencyConfig, makeIdempotent } from '@aws-lambda-powertools/idempo
 import { CachePersistenceLayer } from '@aws-lambda-powertools/idempotency/cache';
 import {
   ConsoleLogger,
+  type DeliveryInfo,
+  deliveryInfo,
   type Execution,
   getHandlerMethod,
   type HandlerMethod,
   IDEMPOTENCY_CACHE,
   IDEMPOTENCY_ENGINE,
+  IDEMPOTENCY_INSTRUMENTATION,
   IDEMPOTENCY_LOGGER,
   IDEMPOTENCY_STORE,
   type IdempotencyCache,
   type IdempotencyContext,
   type IdempotencyEngine,
+  type IdempotencyInstrumentation,
   IdempotencyModule,
   type IdempotencyStore,
   Idempotent,
@@ -32,6 +36,7 @@ import { createClient } from '@redis/client';
 import { Container, injectable } from 'inversify';
 import { Redis } from 'ioredis';
 import knexFactory, { type Knex } from 'knex';
+import { type BenchTelemetry, benchTelemetry } from './telemetry.js';
 
 export const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 export const MYSQL_URL = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
@@ -49,6 +54,8 @@ export interface Scenario {
   readonly series?: 'raw baseline' | 'Powertools (peer)';
   ours(i: number): Promise<void>;
   baseline(i: number): Promise<void>;
+  /** Called before each side's rounds, and with `'done'` after the last: to switch process-wide state. */
+  enter?(side: 'ours' | 'baseline' | 'done'): void;
 }
 
 /** The message our consumers and the peer both get. */
@@ -79,17 +86,25 @@ class LeaseConsumer {
 const LEDGER = `bench_ledger_${process.pid}`;
 const TOKENS = `bench_tokens_${process.pid}`;
 
-/** The engine on the given store and cache, and a call that runs one message (or a batch) through it. */
+/**
+ * The engine on the given store and cache, and a call that runs one message (or a batch) through it;
+ * with an instrumentation bound, and the delivery a listener registry would pass, when given.
+ */
 function engineOn(
   store: IdempotencyStore,
   cache: IdempotencyCache,
   ctor: typeof Consumer | typeof LeaseConsumer = Consumer,
+  {
+    instrumentation,
+    delivery,
+  }: { instrumentation?: IdempotencyInstrumentation; delivery?: DeliveryInfo } = {},
 ) {
   const container = new Container();
   container.load(new IdempotencyModule());
   container.rebind(IDEMPOTENCY_STORE).toConstantValue(store);
   container.rebind(IDEMPOTENCY_CACHE).toConstantValue(cache);
   container.rebind(IDEMPOTENCY_LOGGER).toConstantValue(new ConsoleLogger('error'));
+  if (instrumentation) container.bind(IDEMPOTENCY_INSTRUMENTATION).toConstantValue(instrumentation);
   container.bind(ctor).toSelf().inSingletonScope();
   const instance = container.get(ctor);
   const engine: IdempotencyEngine = container.get(IDEMPOTENCY_ENGINE);
@@ -98,7 +113,7 @@ function engineOn(
     if (o.kind === 'failed' || o.kind === 'conflict') throw o.error;
   };
   return {
-    one: async (m: Payment) => check(await engine.execute(target, instance, m)),
+    one: async (m: Payment) => check(await engine.execute(target, instance, m, delivery)),
     batch: async (ms: Payment[]) => (await engine.executeBatch(target, instance, ms)).forEach(check),
   };
 }
@@ -340,6 +355,108 @@ export async function scenarios(conn: Connections, c: number): Promise<Scenario[
     baseline: async (i) => {
       await peer(payment(key('pft-peer', i)));
     },
+  });
+  list.push(...(await telemetryScenarios(c, redisCache)));
+  return list;
+}
+
+/** One process-wide SDK for the telemetry scenarios of both concurrencies. */
+let telemetry: Promise<BenchTelemetry> | undefined;
+
+/** What a RocketMQ delivery brings: its id and the producer's trace context in its properties. */
+const tracedPayment = (key: string) => ({
+  ...payment(key),
+  messageId: key,
+  properties: { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' },
+});
+
+/** The delivery the listener registry passes: the subscription makes the span a CONSUMER `process`. */
+const DELIVERY = deliveryInfo({
+  attempt: 1,
+  subscription: { topic: 'payments', consumerGroup: 'bench', broker: 'RocketMQ' },
+});
+
+/**
+ * The cost of `@idempotent-mq/opentelemetry`: each path with the instrumentation bound beside the same
+ * path without it, at the issue's targets at 64 in flight (≤ 10% slower on the SDK, ≤ 2% with the API
+ * alone). The SDK scenarios run both sides with the SDK's context manager on, as a NodeSDK application
+ * does, so that they measure what binding the instrumentation adds; what the context manager itself
+ * costs (Node's AsyncLocalStorage, paid by every promise) is its own scenario.
+ */
+async function telemetryScenarios(c: number, redisCache: IdempotencyCache): Promise<Scenario[]> {
+  telemetry ??= benchTelemetry();
+  const t = await telemetry;
+  const run = RUN;
+  const key = (what: string, i: number) => `${what}-${run}-${c}-${i}`;
+  const POOL = 1000;
+  const side = (cache: IdempotencyCache, instrumentation?: IdempotencyInstrumentation) =>
+    engineOn(new MemoryIdempotencyStore({ maxRecords: 100_000 }), cache, Consumer, {
+      instrumentation,
+      delivery: DELIVERY,
+    });
+  /** The duplicate path's tokens, completed before it is measured. */
+  const completed = async (engine: ReturnType<typeof side>, what: string) => {
+    await inParallel(POOL, (i) => engine.one(tracedPayment(key(what, i))));
+    return (i: number) => engine.one(tracedPayment(key(what, i % POOL)));
+  };
+  const withContextManager = (s: 'ours' | 'baseline' | 'done') => t.contextManager(s !== 'done');
+  const withoutContextManager = () => t.contextManager(false);
+  const target = (ratio: number) => (c === 64 ? ratio : undefined);
+  const list: Scenario[] = [];
+
+  for (const [label, instrumentation, ratio, enter] of [
+    ['SDK', t.sdk, 0.9, withContextManager],
+    ['API without SDK', t.apiOnly, 0.98, withoutContextManager],
+  ] as const) {
+    const on = side(new MemoryIdempotencyCache(), instrumentation);
+    const off = side(new MemoryIdempotencyCache());
+    const tag = label === 'SDK' ? 'sdk' : 'api';
+    const [dupOn, dupOff] = [await completed(on, `tdup-${tag}-on`), await completed(off, `tdup-${tag}-off`)];
+    list.push(
+      {
+        name: `telemetry: duplicate (memory), ${label} vs unbound`,
+        concurrency: c,
+        target: target(ratio),
+        baselineLabel: 'the same path, instrumentation unbound',
+        enter,
+        ours: dupOn,
+        baseline: dupOff,
+      },
+      {
+        name: `telemetry: first-time (memory), ${label} vs unbound`,
+        concurrency: c,
+        target: target(ratio),
+        baselineLabel: 'the same path, instrumentation unbound',
+        enter,
+        ours: (i) => on.one(tracedPayment(key(`tft-${tag}-on`, i))),
+        baseline: (i) => off.one(tracedPayment(key(`tft-${tag}-off`, i))),
+      },
+    );
+  }
+
+  const [redisOn, redisOff] = [
+    await completed(side(redisCache, t.sdk), 'tdup-redis-on'),
+    await completed(side(redisCache), 'tdup-redis-off'),
+  ];
+  list.push({
+    name: 'telemetry: duplicate (Redis cache hit), SDK vs unbound',
+    concurrency: c,
+    target: target(0.9),
+    baselineLabel: 'the same path, instrumentation unbound',
+    enter: withContextManager,
+    ours: redisOn,
+    baseline: redisOff,
+  });
+
+  // No instrumentation on either side: the price of the context manager alone.
+  const bare = await completed(side(new MemoryIdempotencyCache()), 'tdup-bare');
+  list.push({
+    name: "telemetry: duplicate (memory), the SDK's context manager alone vs none",
+    concurrency: c,
+    baselineLabel: 'the same path, no context manager',
+    enter: (s) => t.contextManager(s === 'ours'),
+    ours: bare,
+    baseline: bare,
   });
   return list;
 }

@@ -6,7 +6,7 @@
  * {@link SettlementPolicy} turns each outcome into a settlement the transport carries out.
  */
 import type { Container, Newable, ServiceIdentifier } from 'inversify';
-import { deliveryInfo } from '../context.js';
+import { type DeliverySubscription, deliveryInfo } from '../context.js';
 import { ListenerWiringError } from '../errors.js';
 import type { HandlerMethod, IdempotencyEngine } from '../idempotency-engine.js';
 import {
@@ -124,6 +124,11 @@ export class ListenerRegistry {
     this.state = 'started';
     for (const p of planned) {
       const instance = instances.get(p);
+      const subscription: DeliverySubscription = {
+        topic: p.metadata.topic,
+        consumerGroup: p.metadata.consumerGroup,
+        broker: transport.profile.broker,
+      };
       await transport.subscribe({
         topic: p.metadata.topic,
         consumerGroup: p.metadata.consumerGroup,
@@ -131,7 +136,7 @@ export class ListenerRegistry {
         concurrency: p.metadata.concurrency ?? DEFAULT_LISTENER.concurrency,
         maxAttempts: p.maxAttempts,
         listener: p.metadata,
-        handle: (messages) => this.handleBatch(engine, policy, p, instance, messages),
+        handle: (messages) => this.handleBatch(engine, policy, p, instance, subscription, messages),
       });
     }
   }
@@ -153,6 +158,7 @@ export class ListenerRegistry {
     policy: SettlementPolicy,
     p: Planned,
     instance: unknown,
+    subscription: DeliverySubscription,
     messages: readonly TransportMessage[],
   ): Promise<Settlement[]> {
     const attempts = messages.map((m) => Math.max(1, m.deliveryAttempt));
@@ -161,7 +167,7 @@ export class ListenerRegistry {
         p.target,
         instance,
         messages,
-        attempts.map((attempt) => deliveryInfo({ attempt, maxAttempts: p.maxAttempts })),
+        attempts.map((attempt) => deliveryInfo({ attempt, maxAttempts: p.maxAttempts, subscription })),
       );
       return outcomes.map((o, i) => policy.settle(o, attempts[i] as number, p.maxAttempts));
     } catch (error) {
