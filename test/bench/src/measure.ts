@@ -57,7 +57,19 @@ export async function measure(
   return { ops, opsPerSec: (ops / elapsed) * 1000, p50Ms: at(0.5), p99Ms: at(0.99) };
 }
 
-/** Alternates the two sides in rounds, so that drift (other load, GC, disk) hits both alike; sums the rounds. */
+/** What {@link compare} answers: each side over all its rounds, and the ratio of each round. */
+export interface Comparison {
+  readonly ours: Measurement;
+  readonly baseline: Measurement;
+  /** ours ÷ baseline throughput, one per round: the spread says how much a noisy machine moved it. */
+  readonly ratios: readonly number[];
+}
+
+/**
+ * Interleaves the two sides round by round (baseline–ours, then ours–baseline, and so on), so that drift
+ * (other load, GC, disk, a warming JIT) hits both alike; both are warmed up once, before the first round.
+ * Each round yields one ratio; report their median, with their spread.
+ */
 export async function compare(
   ours: (i: number) => Promise<void>,
   baseline: (i: number) => Promise<void>,
@@ -66,20 +78,37 @@ export async function compare(
     /** Called before each side's rounds and with `'done'` after the last (process-wide switches). */
     enter?: (side: 'ours' | 'baseline' | 'done') => void;
   },
-): Promise<{ ours: Measurement; baseline: Measurement }> {
+): Promise<Comparison> {
   const seqOurs = new Sequence();
   const seqBase = new Sequence();
   const a: Measurement[] = [];
   const b: Measurement[] = [];
-  const per = { ...options, durationMs: options.durationMs / options.rounds };
+  const per = (round: number) => ({
+    ...options,
+    durationMs: options.durationMs / options.rounds,
+    warmupMs: round === 0 ? options.warmupMs : 0,
+  });
+  const run = async (side: 'ours' | 'baseline', round: number) => {
+    options.enter?.(side);
+    if (side === 'ours') a.push(await measure(ours, seqOurs, per(round)));
+    else b.push(await measure(baseline, seqBase, per(round)));
+  };
   for (let r = 0; r < options.rounds; r++) {
-    options.enter?.('baseline');
-    b.push(await measure(baseline, seqBase, per));
-    options.enter?.('ours');
-    a.push(await measure(ours, seqOurs, per));
+    const order = r % 2 === 0 ? (['baseline', 'ours'] as const) : (['ours', 'baseline'] as const);
+    for (const side of order) await run(side, r);
   }
   options.enter?.('done');
-  return { ours: combine(a), baseline: combine(b) };
+  const ratios = a.map((m, r) => m.opsPerSec / (b[r] as Measurement).opsPerSec);
+  return { ours: combine(a), baseline: combine(b), ratios };
+}
+
+/** The median of `values` (the mean of the middle two for an even count). */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 function combine(ms: Measurement[]): Measurement {

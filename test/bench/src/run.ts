@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { MemoryIdempotencyCache, MemoryIdempotencyStore } from '@idempotent-mq/core';
 import { type ChartRow, renderChart } from './chart.js';
-import { compare } from './measure.js';
+import { compare, median } from './measure.js';
 import { connect, scenarios } from './scenarios.js';
 
 interface Result {
@@ -18,7 +18,10 @@ interface Result {
   readonly baseline: string;
   readonly opsPerSec: number;
   readonly baselineOpsPerSec: number;
+  /** The median of the rounds' ratios, with the lowest and highest round. */
   readonly ratio: number;
+  readonly ratioMin: number;
+  readonly ratioMax: number;
   readonly target: number | null;
   readonly met: boolean | null;
   readonly p50Ms: number;
@@ -98,9 +101,10 @@ async function main() {
   });
   if (values.redraw) return redraw();
   const quick = values.quick ?? false;
+  // Rounds alternate the two sides; the ratio reported is their median, with the spread beside it.
   const timing = quick
-    ? { durationMs: 400, warmupMs: 100, rounds: 2 }
-    : { durationMs: 4000, warmupMs: 500, rounds: 2 };
+    ? { durationMs: 400, warmupMs: 100, rounds: 4 }
+    : { durationMs: 4000, warmupMs: 500, rounds: 8 };
   const dir = await mkdtemp(join(os.tmpdir(), 'imq-bench-'));
   const conn = await connect(join(dir, 'bench.sqlite'));
   const rows: Result[] = [];
@@ -120,12 +124,12 @@ async function main() {
       for (const s of list) {
         process.stderr.write(`[${++done}/${total}] ${s.name} @ ${s.concurrency} ... `);
         const per = s.opsPerCall ?? 1;
-        const { ours, baseline } = await compare(s.ours, s.baseline, {
+        const { ours, baseline, ratios } = await compare(s.ours, s.baseline, {
           concurrency: s.concurrency,
           enter: s.enter?.bind(s),
           ...timing,
         });
-        const ratio = ours.opsPerSec / baseline.opsPerSec;
+        const ratio = median(ratios);
         rows.push({
           name: s.name,
           concurrency: s.concurrency,
@@ -133,13 +137,17 @@ async function main() {
           opsPerSec: ours.opsPerSec * per,
           baselineOpsPerSec: baseline.opsPerSec * per,
           ratio,
+          ratioMin: Math.min(...ratios),
+          ratioMax: Math.max(...ratios),
           target: s.target ?? null,
           met: s.target === undefined ? null : ratio >= s.target,
           p50Ms: ours.p50Ms,
           p99Ms: ours.p99Ms,
           series: s.series ?? 'raw baseline',
         });
-        process.stderr.write(`${ratio.toFixed(2)}x\n`);
+        process.stderr.write(
+          `${ratio.toFixed(2)}x (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})\n`,
+        );
       }
     }
     const machine = {
@@ -160,6 +168,7 @@ async function main() {
         opsPerSec: Math.round(r.opsPerSec),
         baselineOpsPerSec: Math.round(r.baselineOpsPerSec),
         ratio: Number(r.ratio.toFixed(3)),
+        ratioSpread: [Number(r.ratioMin.toFixed(3)), Number(r.ratioMax.toFixed(3))],
         target: r.target,
         p50Ms: Number(r.p50Ms.toFixed(3)),
         p99Ms: Number(r.p99Ms.toFixed(3)),
@@ -175,13 +184,13 @@ async function main() {
     await draw(out, name);
 
     console.log(
-      '\n| scenario | conc | ops/s | baseline ops/s | ratio | target | p50 ms | p99 ms | baseline |',
+      '\n| scenario | conc | ops/s | baseline ops/s | ratio (median of rounds) | rounds min–max | target | p50 ms | p99 ms | baseline |',
     );
-    console.log('|---|---:|---:|---:|---:|---:|---:|---:|---|');
+    console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---|');
     for (const r of rows) {
       const target = r.target === null ? '—' : `≥ ${r.target}× ${r.met ? '✓' : '✗'}`;
       console.log(
-        `| ${r.name} | ${r.concurrency} | ${Math.round(r.opsPerSec)} | ${Math.round(r.baselineOpsPerSec)} | ${r.ratio.toFixed(2)}× | ${target} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${r.baseline} |`,
+        `| ${r.name} | ${r.concurrency} | ${Math.round(r.opsPerSec)} | ${Math.round(r.baselineOpsPerSec)} | ${r.ratio.toFixed(2)}× | ${r.ratioMin.toFixed(2)}–${r.ratioMax.toFixed(2)} | ${target} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${r.baseline} |`,
       );
     }
     const steps = memory.checkpoints.map((p) => `${p.tokens / 1000}k: ${p.rssMb}`).join(', ');
