@@ -2,6 +2,7 @@
 export { type Backoff, backoffDelay, checkBackoff } from './backoff.js';
 export { BaseIdempotencyStore, type BaseIdempotencyStoreOptions } from './base-idempotency-store.js';
 export { BODY_CODECS, type BodyCodec, type DecodeResult, decodeBody, encodeBody } from './body-codec.js';
+export { NearIdempotencyCache, type NearIdempotencyCacheOptions } from './cache/near-idempotency-cache.js';
 export {
   type DeliveryInfo,
   type DeliverySubscription,
