@@ -28,6 +28,7 @@ import {
   Idempotent,
   MemoryIdempotencyCache,
   MemoryIdempotencyStore,
+  NearIdempotencyCache,
   NoIdempotencyCache,
 } from '@idempotent-mq/core';
 import { createIdempotencyTable, dropIdempotencyTable, KnexIdempotencyStore } from '@idempotent-mq/knex';
@@ -220,6 +221,23 @@ export async function scenarios(conn: Connections, c: number): Promise<Scenario[
     target: 0.9,
     baselineLabel: 'raw ioredis GET',
     ours: (i) => dup.one(payment(key('dup', i % POOL))),
+    baseline: async (i) => {
+      await conn.redis.get(`${prefix}raw:${i % POOL}`);
+    },
+  });
+
+  // The near cache in front of the same Redis: a duplicate this process saw lately costs no round trip.
+  const near = engineOn(
+    new MemoryIdempotencyStore(),
+    new NearIdempotencyCache(redisCache, { maxEntries: POOL * 2 }),
+  );
+  await inParallel(POOL, (i) => near.one(payment(key('dup', i))));
+  list.push({
+    name: 'duplicate path (near cache over Redis)',
+    concurrency: c,
+    ...(c === 1 ? { target: 3 } : {}),
+    baselineLabel: 'raw ioredis GET',
+    ours: (i) => near.one(payment(key('dup', i % POOL))),
     baseline: async (i) => {
       await conn.redis.get(`${prefix}raw:${i % POOL}`);
     },
