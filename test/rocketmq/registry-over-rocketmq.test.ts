@@ -25,7 +25,7 @@ import {
   RocketMQTransport,
   type SettledEvent,
 } from '@idempotent-mq/rocketmq';
-import { RocketMQTestBroker } from '@idempotent-mq/rocketmq/testing';
+import { RocketMQTestBroker } from '@idempotent-mq/rocketmq-testing';
 import { Container, injectable } from 'inversify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 

@@ -23,7 +23,7 @@ import {
   type TransportMessage,
 } from '@idempotent-mq/core';
 import { RocketMQListener, RocketMQPublisher, RocketMQTransport } from '@idempotent-mq/rocketmq';
-import { RocketMQTestBroker } from '@idempotent-mq/rocketmq/testing';
+import { RocketMQTestBroker } from '@idempotent-mq/rocketmq-testing';
 import { Container, injectable } from 'inversify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 

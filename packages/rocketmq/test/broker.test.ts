@@ -1,6 +1,6 @@
 /** The test broker's at-least-once semantics, seen through the bare rocketmq-client-nodejs SimpleConsumer. */
 import { RocketMQPublisher } from '@idempotent-mq/rocketmq';
-import { RocketMQTestBroker } from '@idempotent-mq/rocketmq/testing';
+import { RocketMQTestBroker } from '@idempotent-mq/rocketmq-testing';
 import { SimpleConsumer } from 'rocketmq-client-nodejs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RecordingLogger, sleep, useTempHome } from './support.js';

@@ -4,7 +4,8 @@
  */
 import type { MessageTransport } from '@idempotent-mq/core';
 import { RocketMQPublisher, RocketMQTransport } from '@idempotent-mq/rocketmq';
-import { killTransport, RocketMQTestBroker } from '@idempotent-mq/rocketmq/testing';
+import { killTransport } from '@idempotent-mq/rocketmq/testing';
+import { RocketMQTestBroker } from '@idempotent-mq/rocketmq-testing';
 import { describeTransportContract } from '@idempotent-mq/testing/vitest';
 import { afterAll, beforeAll } from 'vitest';
 import { RecordingLogger, useTempHome } from './support.js';

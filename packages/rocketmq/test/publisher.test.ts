@@ -6,7 +6,7 @@ import {
   RocketMQPublisher,
   RocketMQTransport,
 } from '@idempotent-mq/rocketmq';
-import { RocketMQTestBroker } from '@idempotent-mq/rocketmq/testing';
+import { RocketMQTestBroker } from '@idempotent-mq/rocketmq-testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, fastOptions, RecordingLogger, recordingSpec, useTempHome } from './support.js';
 

@@ -5,7 +5,7 @@
  */
 import type { Settlement } from '@idempotent-mq/core';
 import { RocketMQPublisher, RocketMQTransport, type SettledEvent } from '@idempotent-mq/rocketmq';
-import { RocketMQTestBroker } from '@idempotent-mq/rocketmq/testing';
+import { RocketMQTestBroker } from '@idempotent-mq/rocketmq-testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, fastOptions, RecordingLogger, recordingSpec, sleep, useTempHome } from './support.js';
 

@@ -1,7 +1,7 @@
 /** Start-up: the client waits forever for settings; the transport and the publisher do not. */
 import { createServer, type Server, type Socket } from 'node:net';
 import { RocketMQPublisher, RocketMQStartupError, RocketMQTransport } from '@idempotent-mq/rocketmq';
-import { RocketMQTestBroker } from '@idempotent-mq/rocketmq/testing';
+import { RocketMQTestBroker } from '@idempotent-mq/rocketmq-testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RecordingLogger, recordingSpec, useTempHome } from './support.js';
 

@@ -2,7 +2,7 @@
 import type { TransportMessage } from '@idempotent-mq/core';
 import { InvalidOptionError } from '@idempotent-mq/core';
 import { RocketMQPublisher, RocketMQTransport, type SettledEvent } from '@idempotent-mq/rocketmq';
-import { RocketMQTestBroker } from '@idempotent-mq/rocketmq/testing';
+import { RocketMQTestBroker } from '@idempotent-mq/rocketmq-testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, fastOptions, RecordingLogger, recordingSpec, sleep, useTempHome } from './support.js';
 

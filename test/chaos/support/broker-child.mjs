@@ -7,7 +7,7 @@
  * exits when stdin ends (the test went away).
  */
 import { createInterface } from 'node:readline';
-import { RocketMQTestBroker } from '../../../packages/rocketmq/dist/testing/index.js';
+import { RocketMQTestBroker } from '../../../packages/rocketmq-testing/dist/index.js';
 
 const broker = await RocketMQTestBroker.start();
 

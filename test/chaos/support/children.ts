@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 
 const BROKER_SCRIPT = fileURLToPath(new URL('./broker-child.mjs', import.meta.url));
 const CONSUMER_SCRIPT = fileURLToPath(new URL('./consumer-child.mjs', import.meta.url));
-const BUILT = fileURLToPath(new URL('../../../packages/rocketmq/dist/testing/index.js', import.meta.url));
+const BUILT = fileURLToPath(new URL('../../../packages/rocketmq-testing/dist/index.js', import.meta.url));
 const STDERR_TAIL = 4000;
 
 /** What a consumer process runs; it receives this as JSON. */

@@ -4,8 +4,10 @@
  * handler never returns), stops everything, closes the broker, and then does nothing: the process must
  * end by itself. Prints `done <ms>` once everything is closed.
  */
+
+import { RocketMQTestBroker } from '../../../rocketmq-testing/dist/index.js';
 import { RocketMQPublisher, RocketMQTransport } from '../../dist/index.js';
-import { killTransport, RocketMQTestBroker } from '../../dist/testing/index.js';
+import { killTransport } from '../../dist/testing/index.js';
 
 const TOPIC = 'lifecycle';
 const GROUP = 'lifecycle-group';
