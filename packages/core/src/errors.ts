@@ -20,6 +20,7 @@ export type IdempotencyErrorCode =
   | 'INCONSISTENT_STATE'
   | 'INVALID_OPTION'
   | 'NOT_CONFIGURED'
+  | 'NOT_READY'
   | 'LISTENER_WIRING';
 
 export class IdempotencyError extends Error {

@@ -144,6 +144,13 @@ export type {
   TransportProfile,
 } from './ports/message-transport.js';
 export type { CheckedPort, ReadinessCheck, ReadinessRequest } from './ports/readiness.js';
+export {
+  checkReadiness,
+  formatCheck,
+  type Readiness,
+  ReadinessError,
+  type ReadinessOptions,
+} from './readiness-check.js';
 export { scopeOf } from './scope.js';
 export {
   IDEMPOTENCY_CACHE,

@@ -14,11 +14,16 @@ export class IdempotencyTableMissingError extends IdempotencyStoreError {
     cause: unknown,
   ) {
     super(step, token, cause);
-    this.message =
-      `The idempotency table "${tableName}" does not exist. Add idempotencyMigration({ tableName: ` +
-      `'${tableName}' }) from @idempotent-mq/knex to your knex migrations and run them, or call ` +
-      `createIdempotencyTable(knex, { tableName: '${tableName}' }) at start-up.`;
+    this.message = `The idempotency table "${tableName}" does not exist. ${createTableFix(tableName)}`;
   }
+}
+
+/** How to create the token table, in the words of the error and of the start-up check. */
+export function createTableFix(tableName: string): string {
+  return (
+    `Add idempotencyMigration({ tableName: '${tableName}' }) from @idempotent-mq/knex to your knex ` +
+    `migrations and run them, or call createIdempotencyTable(knex, { tableName: '${tableName}' }) at start-up.`
+  );
 }
 
 /** Raised by the store for a token its table cannot hold; defined in core, where transports see its code. */

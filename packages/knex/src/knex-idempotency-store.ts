@@ -18,6 +18,8 @@ import {
   IdempotencyStoreError,
   InconsistentStateError,
   InvalidOptionError,
+  type ReadinessCheck,
+  type ReadinessRequest,
   type RecordInspection,
   type StatsOptions,
   type StoreStats,
@@ -31,6 +33,7 @@ import { isConnectionFailure } from './connection-failure.js';
 import { type Db, type Dialect, type OwnTransaction, toNumber } from './dialects/dialect.js';
 import { dialectOf } from './dialects/dialect-of.js';
 import { IdempotencyTableMissingError } from './errors.js';
+import { checkKnexStore } from './store-check.js';
 import {
   type IdempotencyTableOptions,
   type ResolvedTableOptions,
@@ -79,6 +82,9 @@ const MAX_BATCH = 100_000;
  * (advisory lock) and MySQL/MariaDB (`GET_LOCK`); on SQLite it waits for the first to finish, since
  * SQLite runs one transaction at a time. On PostgreSQL and MariaDB the server ends a store transaction
  * left idle for longer than its claim's lease (a frozen process), so the token does not stay locked.
+ *
+ * Before the first message, {@link KnexIdempotencyStore.check} tells whether the database answers, the
+ * table is there and of the right shape, and the server's locks behave; the store then uses what it found.
  */
 export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction> {
   private readonly table: ResolvedTableOptions;
@@ -105,6 +111,19 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
       leased: claimTemplate(this.table.tableName, this.dialect.nowMs, false),
       completed: claimTemplate(this.table.tableName, this.dialect.nowMs, true),
     };
+  }
+
+  /**
+   * Checks, before any message is consumed: the database answers (one statement, bounded), the table
+   * exists with every column the store uses, wide enough for its options, and the unique index on
+   * (scope, key); and, when `transactional`, the server's primitives, probed on it: PostgreSQL's advisory
+   * lock from two sessions and its idle-transaction limit; MySQL/MariaDB's no-wait insert, `GET_LOCK`
+   * from two sessions and `idle_transaction_timeout`; SQLite's journal mode. Where a primitive is
+   * missing and a fallback exists, the store adopts it (and says so); where none exists, the check
+   * fails, naming the server and the fix. Never throws for a failed check.
+   */
+  async check(request: ReadinessRequest): Promise<readonly ReadinessCheck[]> {
+    return checkKnexStore(this.knex, this.dialect, this.table, request);
   }
 
   /** The dialect the store speaks: `postgresql`, `mysql` or `sqlite`. */

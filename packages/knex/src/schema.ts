@@ -29,7 +29,10 @@ export function idempotencyMigration(options: IdempotencyTableOptions = {}): Ide
   const resolved = resolveTableOptions(options);
   return {
     up: (knex) => createTable(knex, resolved),
-    down: (knex) => knex.schema.dropTableIfExists(resolved.tableName).then(() => undefined),
+    down: async (knex) => {
+      dialectOf(knex);
+      await knex.schema.dropTableIfExists(resolved.tableName);
+    },
   };
 }
 
@@ -39,12 +42,14 @@ export async function createIdempotencyTable(
   options: IdempotencyTableOptions = {},
 ): Promise<void> {
   const resolved = resolveTableOptions(options);
+  dialectOf(knex);
   if (await knex.schema.hasTable(resolved.tableName)) return;
   await createTable(knex, resolved);
 }
 
 /** Drops the token table if it exists. */
 export async function dropIdempotencyTable(knex: Knex, options: IdempotencyTableOptions = {}): Promise<void> {
+  dialectOf(knex);
   await knex.schema.dropTableIfExists(resolveTableOptions(options).tableName);
 }
 

@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { Redis } from 'ioredis';
 import type { RedisClient } from './redis-client.js';
 
 export type ScriptName =
@@ -52,7 +53,7 @@ function scripts(): Map<ScriptName, Script> {
     loaded = new Map(
       NAMES.map((name) => {
         const source = loadScript(name);
-        return [name, { source, sha: createHash('sha1').update(source).digest('hex') }];
+        return [name, { source, sha: sha1(source) }];
       }),
     );
   }
@@ -64,9 +65,42 @@ export class LuaScripts {
 
   constructor(private readonly client: RedisClient) {}
 
+  /** How many scripts the store runs. */
+  get count(): number {
+    return this.scripts.size;
+  }
+
   /** Runs a script; on a cluster all `keys` must share one slot (ours share the scope's hash tag). */
   async run(name: ScriptName, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
-    const script = this.scripts.get(name) as Script;
+    return this.evaluate(this.scripts.get(name) as Script, keys, args);
+  }
+
+  /** Runs a script given by its text, as {@link run} does (the start-up check's probe). */
+  async runSource(
+    source: string,
+    keys: readonly string[],
+    args: readonly (string | number)[] = [],
+  ): Promise<unknown> {
+    return this.evaluate({ source, sha: sha1(source) }, keys, args);
+  }
+
+  /**
+   * Loads every script, and `extra` ones, on one node (SCRIPT LOAD compiles them there), so that the
+   * first claims need no EVAL; throws what the node answers when it refuses one.
+   */
+  async loadOn(node: Redis, ...extra: string[]): Promise<void> {
+    const all = [...this.scripts.values(), ...extra.map((source) => ({ source, sha: sha1(source) }))];
+    for (const script of all) {
+      const sha = await node.script('LOAD', script.source);
+      if (sha !== script.sha) throw new Error(`SCRIPT LOAD answered SHA ${String(sha)}, not ${script.sha}`);
+    }
+  }
+
+  private async evaluate(
+    script: Script,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<unknown> {
     try {
       return await this.client.evalsha(script.sha, keys.length, ...keys, ...args);
     } catch (error) {
@@ -74,4 +108,8 @@ export class LuaScripts {
       return this.client.eval(script.source, keys.length, ...keys, ...args);
     }
   }
+}
+
+function sha1(source: string): string {
+  return createHash('sha1').update(source).digest('hex');
 }

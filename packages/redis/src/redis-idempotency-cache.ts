@@ -14,11 +14,13 @@ import {
   type IdempotencyCache,
   type IdempotencyLogger,
   InvalidOptionError,
+  type ReadinessCheck,
   type TokenRef,
 } from '@idempotent-mq/core';
 import { decodeCacheValue, encodeCacheValue } from './cache-value.js';
 import { RedisNotReadyError, RedisTimeoutError } from './errors.js';
 import { RedisKeyLayout } from './key-layout.js';
+import { assertRedisClient, checkRedis } from './redis-check.js';
 import type { RedisClient } from './redis-client.js';
 
 /** Something under one of our keys that is not a cache value we wrote. It was read as a miss. */
@@ -83,6 +85,7 @@ export class RedisIdempotencyCache implements IdempotencyCache {
     private readonly client: RedisClient,
     options: RedisIdempotencyCacheOptions = {},
   ) {
+    assertRedisClient(client);
     this.layout = new RedisKeyLayout(options.keyPrefix ?? 'imq:', options.maxKeyBytes ?? 512);
     const timeoutMs = options.timeoutMs ?? 1000;
     if (!Number.isInteger(timeoutMs) || timeoutMs < 1) {
@@ -97,6 +100,16 @@ export class RedisIdempotencyCache implements IdempotencyCache {
           redisKey: event.redisKey,
           reason: event.reason,
         }));
+  }
+
+  /**
+   * Checks, before any message is consumed: the client becomes ready (within 2 s) and every master
+   * answers PING, runs Redis 2.6.12 or later as a master, and accepts a write (SET … PX). A problem
+   * only degrades the check, never fails it: without the cache every message goes to the store. Never
+   * throws.
+   */
+  async check(): Promise<readonly ReadinessCheck[]> {
+    return checkRedis(this.client, { port: 'cache', layout: this.layout });
   }
 
   async get(token: TokenRef): Promise<CachedCompletion | undefined> {

@@ -15,6 +15,7 @@ import {
   type IdempotencyRecord,
   type IdempotencyStore,
   InvalidOptionError,
+  type ReadinessCheck,
   type RecordInspection,
   type StatsOptions,
   type StoreStats,
@@ -25,6 +26,7 @@ import {
 import { CorruptRecordError, RedisNotReadyError } from './errors.js';
 import { RedisKeyLayout } from './key-layout.js';
 import { LuaScripts, type ScriptName } from './lua-scripts.js';
+import { assertRedisClient, checkRedis } from './redis-check.js';
 import { isCluster, isUnavailable, type RedisClient } from './redis-client.js';
 
 export interface RedisIdempotencyStoreOptions {
@@ -85,6 +87,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     private readonly client: RedisClient,
     options: RedisIdempotencyStoreOptions = {},
   ) {
+    assertRedisClient(client);
     this.layout = new RedisKeyLayout(options.keyPrefix ?? 'imq:', options.maxKeyBytes ?? 512);
     this.abandonedClaimTtlMs = integerOption('abandonedClaimTtlMs', options.abandonedClaimTtlMs ?? 3_600_000);
     this.expiryGraceMs = integerOption('expiryGraceMs', options.expiryGraceMs ?? 60_000);
@@ -98,6 +101,17 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     }
     this.readyTimeoutMs = integerOption('readyTimeoutMs', options.readyTimeoutMs ?? 1000);
     this.scripts = new LuaScripts(client);
+  }
+
+  /**
+   * Checks, before any message is consumed: the client becomes ready (within 2 s) and every master
+   * answers PING; each runs Redis 5.0 or later as a master (the store's scripts read TIME before they
+   * write); and the store's scripts load there (SCRIPT LOAD) and a script that reads TIME and then
+   * writes runs (EVALSHA). A problem fails the check, naming the fix. It also reports AOF being off and
+   * degrades on an eviction policy that may drop records. Never throws for a failed check.
+   */
+  async check(): Promise<readonly ReadinessCheck[]> {
+    return checkRedis(this.client, { port: 'store', layout: this.layout, scripts: this.scripts });
   }
 
   async claim(request: ClaimRequest): Promise<ClaimResult> {

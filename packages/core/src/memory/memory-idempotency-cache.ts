@@ -6,6 +6,7 @@ import { tokenId } from '../idempotency-key.js';
 import type { TokenRef } from '../model/record.js';
 import type { Clock } from '../ports/clock.js';
 import type { CachedCompletion, CacheInspection, IdempotencyCache } from '../ports/idempotency-cache.js';
+import type { ReadinessCheck } from '../ports/readiness.js';
 
 export interface MemoryIdempotencyCacheOptions {
   /** The most entries kept; the least recently used go first. @defaultValue 10 000 */
@@ -37,6 +38,13 @@ export class MemoryIdempotencyCache implements IdempotencyCache {
       throw new InvalidOptionError('maxEntries', 'a positive integer', max);
     this.maxEntries = max;
     this.clock = options.clock ?? new SystemClock();
+  }
+
+  /** In-process: nothing to reach. Always ready. */
+  async check(): Promise<readonly ReadinessCheck[]> {
+    return [
+      { name: 'memory cache', status: 'ok', detail: `in-process, at most ${this.maxEntries} entries.` },
+    ];
   }
 
   get size(): number {

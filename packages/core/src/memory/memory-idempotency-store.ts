@@ -18,6 +18,7 @@ import type {
   StoreStats,
   TokenRef,
 } from '../ports/idempotency-store.js';
+import type { ReadinessCheck } from '../ports/readiness.js';
 
 /**
  * The transaction a memory store hands to handlers as `ctx.trx`. Register your own in-memory effects'
@@ -120,6 +121,19 @@ export class MemoryIdempotencyStore extends BaseIdempotencyStore<MemoryTransacti
   /** How many records are held (completed and in progress, expired ones not yet purged included). */
   get size(): number {
     return this.records.size;
+  }
+
+  /** In-process: nothing to reach, no schema to migrate, transactions of its own. Always ready. */
+  async check(): Promise<readonly ReadinessCheck[]> {
+    return [
+      {
+        name: 'memory store',
+        status: 'ok',
+        detail:
+          'in-process: nothing to reach or migrate; its records live as long as this process, and no other ' +
+          'process sees them.',
+      },
+    ];
   }
 
   async transaction<T>(work: (tx: MemoryTransaction) => Promise<T>): Promise<T> {

@@ -3,8 +3,13 @@
  * a duplicate costs exactly one store call and a first-time message two.
  */
 import type { CachedCompletion, IdempotencyCache } from '../ports/idempotency-cache.js';
+import type { ReadinessCheck } from '../ports/readiness.js';
 
 export class NoIdempotencyCache implements IdempotencyCache {
+  /** Nothing to reach. Always ready. */
+  async check(): Promise<readonly ReadinessCheck[]> {
+    return [{ name: 'no cache', status: 'ok', detail: 'every lookup goes to the store.' }];
+  }
   async get(): Promise<CachedCompletion | undefined> {
     return undefined;
   }

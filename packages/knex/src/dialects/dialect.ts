@@ -2,8 +2,9 @@
  * What differs between PostgreSQL, MySQL/MariaDB and SQLite, and nothing else: the database clock, the
  * insert-if-absent that tells a duplicate without raising, updates that return the row, the lock that
  * tells a second transactional copy "in flight" at once, the server's bound on an idle transaction, the
- * text a column cannot hold, and the column types.
+ * text a column cannot hold, the column types, and the start-up probes of those primitives.
  */
+import type { ReadinessCheck } from '@idempotent-mq/core';
 import type { Knex } from 'knex';
 import type { ResolvedTableOptions } from '../table-options.js';
 import type { NewRow, RowTemplate, TokenRow } from '../token-row.js';
@@ -97,6 +98,16 @@ export interface Dialect {
   isMissingTable(error: unknown): boolean;
   /** Defines the token columns on a table being created. */
   defineColumns(table: Knex.CreateTableBuilder, options: ResolvedTableOptions): void;
+  /** An SQL expression for the server's own version text (`version()`), read by the start-up check. */
+  readonly versionSql: string;
+  /** The rows of a `raw()` result, which each driver shapes its own way. */
+  rawRows(result: unknown): Record<string, unknown>[];
+  /**
+   * Probes, on the server, the primitives a transactional claim relies on (a lock that really excludes a
+   * second session, the bound on an idle transaction), one check each, and adopts what it found where
+   * a fallback exists. `server` is the server's version text, for the checks' words.
+   */
+  checkPrimitives(knex: Knex, server: string): Promise<ReadinessCheck[]>;
 }
 
 /** An identifier (a table name may be schema-qualified) quoted as knex quotes it for this database. */

@@ -6,8 +6,10 @@
  * at 0 instead, so a row another open transaction holds fails the statement at once; elsewhere
  * `GET_LOCK(name, 0)` answers the copy at once. That lock belongs to the session, so the store releases it
  * before the transaction ends. On MariaDB the session's `idle_transaction_timeout` is set to the lease, so
- * that the server ends the transaction of a process that froze holding the token.
+ * that the server ends the transaction of a process that froze holding the token. The start-up check
+ * probes these rather than trusting the version, and the store adopts what it found.
  */
+import type { ReadinessCheck } from '@idempotent-mq/core';
 import type { Knex } from 'knex';
 import type { ResolvedTableOptions } from '../table-options.js';
 import { isExpired, type NewRow, type RowTemplate, type TokenRow } from '../token-row.js';
@@ -22,6 +24,7 @@ import {
   quoted,
   toNumber,
 } from './dialect.js';
+import { mariadbVersion, mysqlChecks, probeMysql, type ServerTraits } from './mysql-probe.js';
 
 /** Lock names are server-wide and at most 64 characters. */
 function lockName(lockId: Buffer): string {
@@ -45,14 +48,6 @@ async function unlessLockWaitTimeout<T>(statement: PromiseLike<T>): Promise<T | 
 }
 
 type StandingRead = { lock_now_ms: unknown } & TokenRow;
-
-/** What the store asks of the server once: which of MariaDB's features it can use. */
-interface ServerTraits {
-  /** MariaDB 10.5+ (`INSERT … RETURNING`, `SET STATEMENT`) with `innodb_rollback_on_timeout` off. */
-  readonly insertsWithoutWaiting: boolean;
-  /** MariaDB 10.3+: `idle_transaction_timeout`. MySQL has no limit on an idle transaction alone. */
-  readonly limitsIdleTransactions: boolean;
-}
 
 /**
  * The `idle_transaction_timeout` (whole seconds) last set on each pooled connection, by any store: a
@@ -84,6 +79,7 @@ export class MysqlDialect implements Dialect {
   readonly #plainRead = new WeakMap<RowTemplate, string>();
   // UTC_TIMESTAMP, not NOW(): independent of the session's time zone and its daylight-saving jumps.
   readonly nowMs = "(timestampdiff(microsecond, '1970-01-01 00:00:00', utc_timestamp(3)) div 1000)";
+  readonly versionSql = 'version()';
   // REPEATABLE READ snapshots may predate a commit that INSERT IGNORE already saw: read with a lock.
   readonly lockingReads = true;
 
@@ -155,7 +151,9 @@ export class MysqlDialect implements Dialect {
     const standing = { row: read.row };
     if (read.row && !isExpired(read.row, read.nowMs)) return { acquired: true, nowMs: read.nowMs, standing };
     // Expired or absent: the takeover or the new claim runs under the named lock, so that two copies never
-    // race to it (both holding the row's shared lock, their updates would deadlock).
+    // race to it (both holding the row's shared lock, their updates would deadlock). On a server without
+    // named locks they may: the deadlock's victim is rolled back and run again by the engine.
+    if (server?.namedLocks === false) return { acquired: true, nowMs: read.nowMs, standing };
     const lock = await this.getLock(trx, lockId, own.held);
     return { ...lock, standing };
   }
@@ -221,18 +219,36 @@ export class MysqlDialect implements Dialect {
     return server;
   }
 
-  /** Asked once per store, with its first transactional claim. */
+  /**
+   * Probes both ways of answering a second copy at once (the no-wait insert, `GET_LOCK`) and the idle
+   * limit, and adopts the answers: the claims then take the path the server really has.
+   */
+  async checkPrimitives(knex: Knex, server: string): Promise<ReadinessCheck[]> {
+    const { checks, traits } = mysqlChecks(server, await probeMysql(knex, server));
+    this.adopt(traits);
+    return checks;
+  }
+
+  /** What the server was found to have: the claims take the path it allows from now on. */
+  adopt(traits: ServerTraits): void {
+    this.#server = Promise.resolve(traits);
+  }
+
+  /**
+   * Asked once per store, with its first transactional claim, unless the start-up check has probed the
+   * server already: then its answers stand.
+   */
   private server(db: Db): Promise<ServerTraits> {
     this.#server ??= db
       .raw('select version() as v, @@innodb_rollback_on_timeout as rollback_on_timeout')
       .then(
         (result) => {
           const [[row]] = result as [{ v: string; rollback_on_timeout: unknown }[]];
-          const match = /^(\d+)\.(\d+).*mariadb/i.exec(row?.v ?? '');
-          const version = match ? Number(match[1]) * 100 + Number(match[2]) : 0;
+          const version = mariadbVersion(row?.v ?? '');
           return {
             insertsWithoutWaiting: version >= 1005 && toNumber(row?.rollback_on_timeout) === 0,
             limitsIdleTransactions: version >= 1003,
+            namedLocks: true,
           };
         },
         (error: unknown) => {
@@ -274,6 +290,10 @@ export class MysqlDialect implements Dialect {
         // The session is gone (its locks with it), or the transaction ended; nothing left to release.
       }
     }
+  }
+
+  rawRows(result: unknown): Record<string, unknown>[] {
+    return (result as [Record<string, unknown>[]])[0];
   }
 
   isMissingTable(error: unknown): boolean {

@@ -4,9 +4,12 @@
  * on the first one's uncommitted row; `pg_try_advisory_xact_lock` answers it at once instead, and the
  * lock ends with the transaction by itself. The claim that opens a store transaction also sets that
  * transaction's `idle_in_transaction_session_timeout` to the lease, in the same statement: the server
- * ends the session of a process that froze holding the lock.
+ * ends the session of a process that froze holding the lock. A server that refuses that setting (found by
+ * the start-up check) gets claims without it.
  */
+import type { ReadinessCheck } from '@idempotent-mq/core';
 import type { Knex } from 'knex';
+import { isRefused } from '../check-step.js';
 import type { ResolvedTableOptions } from '../table-options.js';
 import type { NewRow, RowTemplate, TokenRow } from '../token-row.js';
 import {
@@ -18,6 +21,7 @@ import {
   quoted,
   toNumber,
 } from './dialect.js';
+import { postgresChecks, probePostgres } from './postgres-probe.js';
 import { ReturningDialect } from './returning-dialect.js';
 
 /** The types of the token columns, for parameters that have no context to take one from. */
@@ -53,6 +57,9 @@ export class PostgresDialect extends ReturningDialect {
   readonly label = 'PostgreSQL';
   // clock_timestamp(), not now(): now() is frozen at the start of the transaction.
   readonly nowMs = '(floor(extract(epoch from clock_timestamp()) * 1000)::bigint)';
+  readonly versionSql = 'version()';
+  /** The server accepts the idle limit; the start-up check turns this off on one that refuses it. */
+  #limitsIdle = true;
   // lockingReads stays false: under READ COMMITTED each statement already sees the latest commit.
   readonly #lockedInsert = new WeakMap<RowTemplate, string>();
   readonly #boundedLockedInsert = new WeakMap<RowTemplate, string>();
@@ -64,10 +71,11 @@ export class PostgresDialect extends ReturningDialect {
 
   async tryLock(trx: Knex.Transaction, lockId: Buffer, own: OwnTransaction | undefined): Promise<LockAnswer> {
     const id = advisoryKey(lockId);
-    const bound = own ? `, ${IDLE_LIMIT} as idle_limit` : '';
+    const limit = this.idleLimit(own);
+    const bound = limit === undefined ? '' : `, ${IDLE_LIMIT} as idle_limit`;
     const result = await trx.raw(
       `select pg_try_advisory_xact_lock(?::bigint) as acquired, ${this.nowMs} as now_ms${bound}`,
-      own ? [id, String(own.idleLimitMs)] : [id],
+      limit === undefined ? [id] : [id, limit],
     );
     const row = (result as { rows: { acquired: boolean; now_ms: unknown }[] }).rows[0];
     return { acquired: row?.acquired === true, nowMs: toNumber(row?.now_ms) };
@@ -89,9 +97,10 @@ export class PostgresDialect extends ReturningDialect {
   ): Promise<ClaimAttempt> {
     const key = advisoryKey(lockId);
     const bindings = row.bindings as Knex.RawBinding[];
+    const limit = this.idleLimit(own);
     const inserted = (await trx.raw(
-      this.lockedInsert(trx, row.template, own !== undefined),
-      own ? [...bindings, String(own.idleLimitMs), key] : [...bindings, key],
+      this.lockedInsert(trx, row.template, limit !== undefined),
+      limit === undefined ? [...bindings, key] : [...bindings, limit, key],
     )) as { rows: TokenRow[] };
     const claimed = inserted.rows[0];
     if (claimed) return { acquired: true, nowMs: toNumber(claimed.created_at), row: claimed };
@@ -104,6 +113,21 @@ export class PostgresDialect extends ReturningDialect {
       nowMs: toNumber(lock_now_ms),
       standing: { row: standing.id === null ? undefined : (standing as TokenRow) },
     };
+  }
+
+  /**
+   * Probes the advisory lock from two sessions and the idle limit; a refused idle limit is dropped from
+   * the claims (they work without it), a lock that does not exclude has no fallback and is reported.
+   */
+  async checkPrimitives(knex: Knex, server: string): Promise<ReadinessCheck[]> {
+    const probe = await probePostgres(knex);
+    this.#limitsIdle = !isRefused(probe.idleLimit);
+    return postgresChecks(server, probe);
+  }
+
+  /** The idle limit a claim sets, in ms as text: only in a transaction the store opened, on a server that takes it. */
+  private idleLimit(own: OwnTransaction | undefined): string | undefined {
+    return own && this.#limitsIdle ? String(own.idleLimitMs) : undefined;
   }
 
   private lockedInsert(trx: Knex.Transaction, template: RowTemplate, bounded: boolean): string {

@@ -2,6 +2,7 @@
  * What PostgreSQL and SQLite share: text binds as text, and `ON CONFLICT DO NOTHING RETURNING *` and
  * `UPDATE … RETURNING *` answer with the row itself, so a duplicate is told without raising.
  */
+import type { ReadinessCheck } from '@idempotent-mq/core';
 import type { Knex } from 'knex';
 import type { ResolvedTableOptions } from '../table-options.js';
 import type { NewRow, RowTemplate, TokenRow } from '../token-row.js';
@@ -60,4 +61,10 @@ export abstract class ReturningDialect implements Dialect {
   abstract releaseLocks(trx: Knex.Transaction, held: readonly string[]): Promise<void>;
   abstract isMissingTable(error: unknown): boolean;
   abstract defineColumns(table: Knex.CreateTableBuilder, options: ResolvedTableOptions): void;
+  abstract readonly versionSql: string;
+  abstract checkPrimitives(knex: Knex, server: string): Promise<ReadinessCheck[]>;
+
+  rawRows(result: unknown): Record<string, unknown>[] {
+    return this.rowsOf(result) as unknown as Record<string, unknown>[];
+  }
 }

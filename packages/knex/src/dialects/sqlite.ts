@@ -5,7 +5,9 @@
  * There is no server to end an idle transaction: the engine's own handler bound (`maxHandlerMs`) applies.
  * TEXT holds any string, U+0000 included (bound and compared with its length, not up to a NUL).
  */
+import type { ReadinessCheck } from '@idempotent-mq/core';
 import type { Knex } from 'knex';
+import { within } from '../check-step.js';
 import type { TokenRow } from '../token-row.js';
 import { ReturningDialect } from './returning-dialect.js';
 
@@ -14,12 +16,42 @@ export class SqliteDialect extends ReturningDialect {
   readonly label = 'SQLite';
   // julianday('now') works on every SQLite version (unixepoch('subsec') needs 3.42) and keeps milliseconds.
   readonly nowMs = "(cast(round((julianday('now') - 2440587.5) * 86400000.0) as integer))";
+  readonly versionSql = "('SQLite ' || sqlite_version())";
 
   async tryLock(): Promise<undefined> {
     return undefined;
   }
 
   async releaseLocks(): Promise<void> {}
+
+  /**
+   * Nothing to probe across sessions: transactions run one at a time on the one connection. Reports the
+   * journal mode and busy timeout, which decide how other processes on the same file fare.
+   */
+  async checkPrimitives(knex: Knex, server: string): Promise<ReadinessCheck[]> {
+    const pragma = async (name: string): Promise<unknown> => {
+      const rows = this.rawRows(await within(`pragma ${name}`, knex.raw(`pragma ${name}`)));
+      return Object.values(rows[0] ?? {})[0];
+    };
+    const journal = String(await pragma('journal_mode'));
+    const busyMs = Number(await pragma('busy_timeout'));
+    const max = (knex.client as { pool?: { max?: unknown } }).pool?.max;
+    const connections = typeof max === 'number' && max > 1 ? `${max} connections` : 'one connection';
+    return [
+      {
+        name: 'transactions',
+        status: 'ok',
+        detail:
+          `${server}, journal_mode=${journal}, busy_timeout=${busyMs} ms, knex pool of ${connections}. A ` +
+          'transactional handler holds its connection while it runs, so handlers in transactional mode run ' +
+          'one at a time per process (a second copy waits for the first to end, then sees its outcome). ' +
+          `Other processes on the file wait up to busy_timeout for its write lock, then fail SQLITE_BUSY, ` +
+          'which the engine runs again' +
+          (journal.toLowerCase() === 'wal' ? '.' : '; journal_mode=WAL would let them read meanwhile.') +
+          " No server ends a frozen transaction: the engine's maxHandlerMs bounds a handler.",
+      },
+    ];
+  }
 
   protected rowsOf(result: unknown): TokenRow[] {
     return result as TokenRow[];
