@@ -102,6 +102,8 @@ const TRANSIENT_BACKOFF = { initialMs: 10, maxMs: 250, jitter: 0.5 } as const;
  */
 export class IdempotencyEngine {
   private readonly plans: MethodPlans;
+  /** The cache's last call failed: its failures are warned about once, and its recovery once. */
+  private cacheDown = false;
   private readonly defaults: IdempotencyPolicyOptions;
 
   constructor(private readonly deps: IdempotencyEngineDeps) {
@@ -286,9 +288,11 @@ export class IdempotencyEngine {
     try {
       const hit = await this.bounded(this.deps.cache.get(token), call.plan.policy.cacheTimeoutMs);
       if (call.probe) this.step(call, 'cache', 'get', started);
+      if (this.cacheDown) this.cacheAnswered();
       return hit;
     } catch (error) {
       if (call.probe) this.step(call, 'cache', 'get', started, error);
+      this.cacheFailed(error);
       call.cacheBypassed = true;
       this.deps.logger.debug('cache read failed; the store decides', {
         key: token.key,
@@ -312,9 +316,11 @@ export class IdempotencyEngine {
       const values =
         list.length > 0 ? await this.bounded(this.deps.cache.getMany(list), plan.policy.cacheTimeoutMs) : [];
       if (started !== undefined) this.batchStep(calls, started);
+      if (this.cacheDown && list.length > 0) this.cacheAnswered();
       return new Map(list.map((token, i) => [tokenId(token), values[i]]));
     } catch (error) {
       if (started !== undefined) this.batchStep(calls, started, error);
+      this.cacheFailed(error);
       this.deps.logger.debug('cache batch read failed; the store decides', { error: String(error) });
       return undefined;
     }
@@ -634,11 +640,30 @@ export class IdempotencyEngine {
       // Bounded like a read: a hung cache must not hold the message once the store has committed.
       await this.bounded(this.deps.cache.set(token, completion, policy.ttlMs), policy.cacheTimeoutMs);
       if (call.probe) this.step(call, 'cache', 'set', started);
+      if (this.cacheDown) this.cacheAnswered();
     } catch (error) {
       if (call.probe) this.step(call, 'cache', 'set', started, error);
+      this.cacheFailed(error);
       // The store has committed: the cache is only an optimisation.
       this.deps.logger.debug('cache write failed', { key: token.key, error: String(error) });
     }
+  }
+
+  /** The cache failed: said once (a warning), until it answers again; each failure in between is a debug line. */
+  private cacheFailed(error: unknown): void {
+    if (this.cacheDown) return;
+    this.cacheDown = true;
+    this.deps.logger.warn(
+      'the cache is out of reach: the store decides every message until it answers again',
+      {
+        error: String(error),
+      },
+    );
+  }
+
+  private cacheAnswered(): void {
+    this.cacheDown = false;
+    this.deps.logger.warn('the cache answers again');
   }
 
   /** The handler without a claim: a keyless message by policy, or the store out of reach with fail-open. */

@@ -56,6 +56,7 @@ export {
   ListenerRegistry,
   type ListenerRegistryOptions,
   type ListenerSubscription,
+  type RegistryHealth,
 } from './listener/listener-registry.js';
 export {
   DEFAULT_LISTENER,

@@ -15,6 +15,7 @@ import {
   getMessageListener,
   type MessageListenerMetadata,
 } from '../metadata.js';
+import { booleanOption, checkOptionsObject, integerOption, MAX_TIMER_MS } from '../option-checks.js';
 import type { IdempotencyLogger } from '../ports/logger.js';
 import type {
   MessageTransport,
@@ -22,6 +23,8 @@ import type {
   TransportMessage,
   TransportProfile,
 } from '../ports/message-transport.js';
+import type { ReadinessCheck } from '../ports/readiness.js';
+import { checkReadiness, formatCheck, type Readiness, ReadinessError } from '../readiness-check.js';
 import { scopeOf } from '../scope.js';
 import {
   IDEMPOTENCY_CACHE,
@@ -35,8 +38,36 @@ import { classBindings } from './binding-discovery.js';
 import { DEFAULT_LISTENER, validateListenerOptions } from './message-listener.decorator.js';
 import { failureBackoff, SettlementPolicy, type SettlementPolicyOptions } from './settlement-policy.js';
 
+const REGISTRY_OPTIONS = [
+  'listeners',
+  'retryBaseDelayMs',
+  'retryMaxDelayMs',
+  'inFlightDelayMs',
+  'random',
+  'checkReadiness',
+  'readinessTimeoutMs',
+];
+
+/** What {@link ListenerRegistry.health} reports. */
+export interface RegistryHealth {
+  readonly state: 'idle' | 'started' | 'stopped';
+  /** Subscribed, on a store whose start-up checks passed. */
+  readonly ready: boolean;
+  /** The store's and the cache's start-up checks, as they answered. */
+  readonly checks: readonly ReadinessCheck[];
+}
+
 /** Options of a {@link ListenerRegistry}: its settlement policy's, and the listeners it expects. */
 export interface ListenerRegistryOptions extends SettlementPolicyOptions {
+  /**
+   * Run the store's and the cache's own checks before subscribing (reachable, schema present,
+   * primitives probed), and refuse to start on a failed one. Turn off only where start-up must not
+   * touch the servers.
+   * @defaultValue `true`
+   */
+  readonly checkReadiness?: boolean;
+  /** How long each port's start-up check may take. @defaultValue 10 000 ms */
+  readonly readinessTimeoutMs?: number;
   /**
    * Listener classes the application expects. Each must be bound in the container; one that is not is
    * reported at start-up (classes found among the bindings are subscribed either way).
@@ -70,13 +101,20 @@ export class ListenerRegistry {
   private transport: MessageTransport | undefined;
   private planned: Planned[] = [];
   private state: 'idle' | 'started' | 'stopped' = 'idle';
+  private readiness: Readiness | undefined;
 
   /** Checks the registry's own options now; the wiring is checked by {@link ListenerRegistry.start}. */
   constructor(
     private readonly container: Container,
     private readonly options: ListenerRegistryOptions = {},
   ) {
+    checkOptionsObject(options, REGISTRY_OPTIONS, 'ListenerRegistry');
     failureBackoff(options, 'ListenerRegistry');
+    booleanOption('ListenerRegistry', 'checkReadiness', options.checkReadiness);
+    integerOption('ListenerRegistry', 'readinessTimeoutMs', options.readinessTimeoutMs, {
+      min: 1,
+      max: MAX_TIMER_MS,
+    });
   }
 
   /** What {@link ListenerRegistry.start} subscribed. */
@@ -113,6 +151,8 @@ export class ListenerRegistry {
 
     const transport = this.container.get(MESSAGE_TRANSPORT);
     const engine = this.container.get(IDEMPOTENCY_ENGINE);
+    // Nothing is consumed until the store (and the cache) say they can do their job.
+    await this.checkReadiness(engine, planned);
     const policy = new SettlementPolicy(
       this.options,
       transport.profile,
@@ -139,6 +179,46 @@ export class ListenerRegistry {
         handle: (messages) => this.handleBatch(engine, policy, p, instance, subscription, messages),
       });
     }
+  }
+
+  /**
+   * What the registry is doing and what the store's and cache's checks said at start-up, for an
+   * orchestrator's readiness probe: `ready` once subscribed on a store that passed its checks.
+   */
+  health(): RegistryHealth {
+    return {
+      state: this.state,
+      ready: this.state === 'started' && (this.readiness?.ready ?? false),
+      checks: this.readiness?.checks ?? [],
+    };
+  }
+
+  /**
+   * Runs the store's and the cache's own checks (reachable, schema present, primitives probed); a
+   * failed one stops the start with {@link ReadinessError}, naming each fix; a degraded one is logged.
+   */
+  private async checkReadiness(engine: IdempotencyEngine, planned: readonly Planned[]): Promise<void> {
+    if (this.options.checkReadiness === false) return;
+    const store = this.container.get(IDEMPOTENCY_STORE);
+    const cache = this.container.get(IDEMPOTENCY_CACHE);
+    const transactional = planned.some((p) => {
+      const { mode } = engine.policyOf(p.target);
+      return mode === 'transactional' || (mode === 'auto' && typeof store.transaction === 'function');
+    });
+    const readiness = await checkReadiness({
+      store,
+      cache,
+      transactional,
+      timeoutMs: this.options.readinessTimeoutMs,
+    });
+    this.readiness = readiness;
+    const logger = this.container.isBound(IDEMPOTENCY_LOGGER)
+      ? this.container.get<IdempotencyLogger>(IDEMPOTENCY_LOGGER)
+      : undefined;
+    for (const check of readiness.checks) {
+      if (check.status === 'degraded') logger?.warn(`start-up check: ${formatCheck(check)}`);
+    }
+    if (!readiness.ready) throw new ReadinessError(readiness.checks);
   }
 
   /** Stops receiving, lets the handlers in flight settle, then closes the transport. */
