@@ -10,6 +10,7 @@ import {
   type ClaimRequest,
   type ClaimResult,
   type CompleteRequest,
+  checkOptionsObject,
   codePointLength,
   type ForgetOptions,
   type ForgetResult,
@@ -72,6 +73,16 @@ const FINGERPRINT_LENGTH = 255;
 const LOOKUP_CHUNK = 500;
 const MAX_BATCH = 100_000;
 
+/** Every option's name, so that a misspelt one (`tabelName`) is refused with the nearest. */
+const STORE_OPTIONS = [
+  'tableName',
+  'keyLength',
+  'scopeLength',
+  'maxClaimAttempts',
+  'purgeBatchSize',
+  'isolationLevel',
+];
+
 /**
  * An {@link IdempotencyStore} on the knex instance you already have (its pool, TLS and dialect):
  * PostgreSQL, MySQL/MariaDB or SQLite. Create the table first with {@link idempotencyMigration} or
@@ -102,6 +113,7 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
     private readonly knex: Knex,
     options: KnexIdempotencyStoreOptions = {},
   ) {
+    checkOptionsObject(options, STORE_OPTIONS, 'KnexIdempotencyStore');
     super(options);
     this.table = resolveTableOptions(options);
     this.dialect = dialectOf(knex);

@@ -11,6 +11,7 @@ import {
   type CachedCompletion,
   type CacheInspection,
   ConsoleLogger,
+  checkOptionsObject,
   type IdempotencyCache,
   type IdempotencyLogger,
   InvalidOptionError,
@@ -71,6 +72,9 @@ interface PendingWrite extends Pending<void> {
   readonly ttlMs: number;
 }
 
+/** Every option's name, so that a misspelt one (`keyprefix`) is refused with the nearest. */
+const CACHE_OPTIONS = ['keyPrefix', 'maxKeyBytes', 'timeoutMs', 'onInvalidValue', 'logger'];
+
 export class RedisIdempotencyCache implements IdempotencyCache {
   /** Where each token is kept; exposed for operators and tests. */
   readonly layout: RedisKeyLayout;
@@ -86,6 +90,7 @@ export class RedisIdempotencyCache implements IdempotencyCache {
     options: RedisIdempotencyCacheOptions = {},
   ) {
     assertRedisClient(client);
+    checkOptionsObject(options, CACHE_OPTIONS, 'RedisIdempotencyCache');
     this.layout = new RedisKeyLayout(options.keyPrefix ?? 'imq:', options.maxKeyBytes ?? 512);
     const timeoutMs = options.timeoutMs ?? 1000;
     if (!Number.isInteger(timeoutMs) || timeoutMs < 1) {

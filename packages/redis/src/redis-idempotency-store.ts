@@ -10,6 +10,7 @@ import {
   type ClaimRequest,
   type ClaimResult,
   type CompleteRequest,
+  checkOptionsObject,
   type ForgetOptions,
   type ForgetResult,
   type IdempotencyRecord,
@@ -69,6 +70,16 @@ export interface RedisIdempotencyStoreOptions {
   readableKeyLength?: number;
 }
 
+/** Every option's name, so that a misspelt one (`keyprefix`) is refused with the nearest. */
+const STORE_OPTIONS = [
+  'keyPrefix',
+  'maxKeyBytes',
+  'abandonedClaimTtlMs',
+  'expiryGraceMs',
+  'readyTimeoutMs',
+  'readableKeyLength',
+];
+
 /** A record's hash fields; see `lua/includes/record.lua`. */
 type Fields = Record<string, string>;
 
@@ -88,6 +99,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     options: RedisIdempotencyStoreOptions = {},
   ) {
     assertRedisClient(client);
+    checkOptionsObject(options, STORE_OPTIONS, 'RedisIdempotencyStore');
     this.layout = new RedisKeyLayout(options.keyPrefix ?? 'imq:', options.maxKeyBytes ?? 512);
     this.abandonedClaimTtlMs = integerOption('abandonedClaimTtlMs', options.abandonedClaimTtlMs ?? 3_600_000);
     this.expiryGraceMs = integerOption('expiryGraceMs', options.expiryGraceMs ?? 60_000);

@@ -4,9 +4,13 @@
  */
 import { InvalidOptionError } from '../errors.js';
 import { setMessageListener } from '../metadata.js';
+import { checkOptionsObject } from '../option-checks.js';
 import type { MessageListenerMetadata, MessageListenerOptions } from './listener-options.js';
 
 export type { MessageListenerOptions } from './listener-options.js';
+
+/** Every `@MessageListener` option's name, so that a misspelt one (`concurency`) is refused with the nearest. */
+const LISTENER_OPTIONS = ['topic', 'consumerGroup', 'filter', 'concurrency', 'maxAttempts', 'method'];
 
 /** Listener defaults that belong to no broker; `maxAttempts` comes from the transport's profile. */
 export const DEFAULT_LISTENER = Object.freeze({ filter: '*', concurrency: 8 });
@@ -63,7 +67,9 @@ export function validateListenerOptions(options: Partial<MessageListenerOptions>
  */
 export function MessageListener(options: MessageListenerOptions): ClassDecorator {
   return (target) => {
-    validateListenerOptions(options, `@MessageListener(${target.name})`);
+    const where = `@MessageListener(${target.name})`;
+    checkOptionsObject(options, LISTENER_OPTIONS, where);
+    validateListenerOptions(options, where);
     setMessageListener(target as never, { ...options } satisfies MessageListenerMetadata);
   };
 }
