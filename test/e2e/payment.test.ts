@@ -1,20 +1,31 @@
 /**
  * The payment scenario end to end with every fault on, on each store (memory, SQLite, PostgreSQL,
- * MariaDB), with the Redis cache on and off, over the in-memory broker; and over RocketMQ (the real
+ * MariaDB), with the Redis cache on and off, over the in-memory broker; over RocketMQ (the real
  * client against the gRPC test broker) with Redis and PostgreSQL, with a broker restart and a consumer
- * restart mid-run. Each must end with 0 double charges, 0 lost payments and exact balances.
+ * restart mid-run; and over the real RabbitMQ and NATS JetStream servers of this machine, with
+ * resends, kills and rebalances carried out by the demo's own producer and consumers. Each must end
+ * with 0 double charges, 0 lost payments and exact balances.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { memoryBroker, rocketmqBroker } from '../../examples/payment/src/brokers.js';
+import {
+  type BrokerSetup,
+  memoryBroker,
+  natsBroker,
+  rabbitmqBroker,
+  rocketmqBroker,
+} from '../../examples/payment/src/brokers.js';
 import {
   DEFAULT_FAULTS,
   runPaymentScenario,
   type ScenarioReport,
 } from '../../examples/payment/src/scenario.js';
 import { openStorage, type StorageOptions } from '../../examples/payment/src/storage.js';
+// The packages' own test support: each resolves its broker client from its package.
+import { admin as natsAdmin } from '../../packages/nats/test/support.js';
+import { Inspector } from '../../packages/rabbitmq/test/support.js';
 
 const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const MYSQL_URL = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
@@ -103,4 +114,79 @@ describe('payments end to end over RocketMQ (real client, gRPC test broker)', ()
       await storage.close();
     }
   });
+});
+
+describe('payments end to end over the real RabbitMQ and NATS JetStream servers, every fault on', () => {
+  /** What the run declared on the broker is gone once it closed. */
+  const leftovers: Record<string, (broker: BrokerSetup) => Promise<string[]>> = {
+    RabbitMQ: async (broker) => {
+      const inspector = await Inspector.open(process.env.AMQP_URL || undefined);
+      try {
+        const queue = `${broker.listener.topic}.${broker.listener.consumerGroup}`;
+        const counts = await Promise.all([queue, `${queue}.dlq`].map((q) => inspector.count(q)));
+        return [queue, `${queue}.dlq`].filter((_, i) => counts[i] !== undefined);
+      } finally {
+        await inspector.close();
+      }
+    },
+    'NATS JetStream': async (broker) => {
+      const { nc, jsm } = await natsAdmin(process.env.NATS_URL || undefined);
+      try {
+        const found = await jsm.streams.find(broker.listener.topic).catch(() => undefined);
+        return found ? [found] : [];
+      } finally {
+        await nc.close();
+      }
+    },
+  };
+  const brokers: [string, (payments: number, seed: number) => Promise<BrokerSetup>][] = [
+    ['RabbitMQ', (payments, seed) => rabbitmqBroker(payments, brokerFaults, seed)],
+    ['NATS JetStream', (payments, seed) => natsBroker(payments, brokerFaults, seed)],
+  ];
+
+  for (const [name, open] of brokers) {
+    for (const [storeName, storeOptions] of stores.slice(0, 2)) {
+      it(`${name}, ${storeName} store: resends, kills and rebalances; 0 double charges, 0 lost`, {
+        timeout: 60_000,
+      }, async () => {
+        const storage = await openStorage(storeOptions);
+        const broker = await open(200, 13);
+        try {
+          const report = await runPaymentScenario({
+            payments: 200,
+            consumers: 3,
+            accounts: 10,
+            seed: 13,
+            handlerCrash,
+            broker,
+            storage,
+            timeoutMs: 20_000,
+          });
+          expectExactlyOnce(report, 200);
+          const resends = report.messagesStored - 200;
+          expect(resends).toBeGreaterThan(0);
+          for (const fault of [
+            'consumers killed, acks lost',
+            'consumers killed mid-handler',
+            'handler runs cut by a kill',
+            'consumers joined and left',
+          ]) {
+            expect(report.faults[fault], fault).toBeGreaterThan(0);
+          }
+          if (name === 'RabbitMQ') {
+            expect(report.deliveries['redelivered after a kill']).toBeGreaterThan(0);
+          } else {
+            expect(report.deliveries.redelivered).toBeGreaterThan(0);
+            // Each resend was sent twice: as it was (dropped by JetStream), and under a new Nats-Msg-Id.
+            expect(report.faults['exact resends dropped by JetStream']).toBe(resends);
+            expect(report.faults['resends under a new Nats-Msg-Id']).toBe(resends);
+          }
+        } finally {
+          await broker.close();
+          await storage.close();
+        }
+        expect(await leftovers[name]?.(broker)).toEqual([]);
+      });
+    }
+  }
 });

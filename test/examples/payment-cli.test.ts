@@ -48,4 +48,28 @@ describe('the payment demo (pnpm demo)', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--lost-ack must be a number from 0 to 1');
   });
+
+  it('--help names every transport, the servers they use, and what each fault means on them', async () => {
+    const { stdout } = await run(['--help']);
+    expect(stdout).toContain('--transport KIND    memory | rocketmq | rabbitmq | nats');
+    for (const text of ['AMQP_URL', 'NATS_URL', 'ROCKETMQ_ENDPOINTS', 'Nats-Msg-Id', 'SIGKILL', 'ack_wait']) {
+      expect(stdout).toContain(text);
+    }
+  });
+
+  it('a --transport it does not know fails with the ones it does, exit code 2, before any connection', async () => {
+    const bad = await run(['--transport', 'kafka']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim()).toBe(
+      '--transport must be one of memory, rocketmq, rabbitmq, nats; got "kafka"',
+    );
+  });
+
+  it('--transport rabbitmq runs over the RabbitMQ server and ends with the two report lines', async () => {
+    const { code, stdout } = await run(['--transport', 'rabbitmq', '--payments', '100', '--store', 'memory']);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^broker: RabbitMQ at amqps?:\/\/\S+ \(exchange payments-/m);
+    expect(stdout).toMatch(/^faults: resends \(a second publish\) \d+, consumers killed, acks lost \d+/m);
+    expect(stdout.trim().split('\n').slice(-2)).toEqual(['double charges: 0', 'lost payments: 0']);
+  });
 });

@@ -6,7 +6,7 @@
  *   pnpm demo [--payments 1000] [--consumers 4] [--seed 42] [--store memory] ...   (--help)
  */
 import { parseArgs } from 'node:util';
-import { type BrokerSetup, memoryBroker, rocketmqBroker } from './brokers.js';
+import { type BrokerSetup, memoryBroker, natsBroker, rabbitmqBroker, rocketmqBroker } from './brokers.js';
 import { DEFAULT_FAULTS, runPaymentScenario, type ScenarioReport } from './scenario.js';
 import { openStorage, type StoreKind } from './storage.js';
 
@@ -21,17 +21,45 @@ const HELP = `Usage: pnpm demo [options]
   --rebalance P       rebalances (a message in flight handed to another consumer) (default 0.05)
   --crash P           consumer crashes before settling         (default 0.05)
   --handler-crash P   crashes mid-handler, before commit       (default 0.05)
- --transport KIND    memory | rocketmq (the real client against the gRPC test broker,
-                      or the proxy at ROCKETMQ_ENDPOINTS)      (default memory)
+  --transport KIND    memory | rocketmq | rabbitmq | nats      (default memory)
+                        memory    the in-memory broker, every fault injected by the broker
+                        rocketmq  the real client against the gRPC test broker (its faults on),
+                                  or the proxy at ROCKETMQ_ENDPOINTS
+                        rabbitmq  the RabbitMQ server at AMQP_URL
+                        nats      the NATS JetStream server at NATS_URL
   --store KIND        sqlite | memory; DATABASE_URL (postgres:// or mysql://) overrides
                                                                (default sqlite, a temporary file)
-
-Environment: ROCKETMQ_ENDPOINTS  with --transport rocketmq: a real RocketMQ 5 proxy (host:port)
-             DATABASE_URL   use this PostgreSQL or MySQL/MariaDB database as the store and ledger
-             REDIS_URL      use this Redis as the cache
   --help              this text
 
+On rabbitmq and nats the demo declares an exchange and queues, or streams and a durable, named for
+the run (deleted at the end), and carries out on its own producer and consumers what a real server
+does not inject:
+  --resend     rabbitmq: the payment is published a second time: a second message, same key
+               (RabbitMQ keeps both). nats: sent again with the same Nats-Msg-Id, which JetStream
+               drops inside its duplicate window (the report counts them), and once more under a
+               new Nats-Msg-Id (a producer making an id per send), which it stores.
+  --lost-ack   a consumer's connection is killed as on SIGKILL while its handlers run on and
+               commit: their acks never arrive, and the broker redelivers work already done.
+  --crash      a consumer process is killed: its connection, and its handlers before they commit.
+  (A kill hits what a consumer holds, up to 8 deliveries: P x payments / 8 kills, each consumer
+  replaced by a new one; RabbitMQ gives its messages back at once, JetStream after ack_wait, 2 s.)
+  --rebalance  a consumer joins the group and leaves it a tenth of the run later (P x payments / 8
+               times); neither broker moves messages in flight between consumers, as RocketMQ does.
+  --handler-crash  as on every broker: the handler throws after its write, before commit.
+Deliveries are JetStream's own count on nats (the durable's delivered sequence); on rabbitmq the
+consumers count them as they settle them (AMQP tells no delivery counts).
+
+Environment: AMQP_URL            with --transport rabbitmq (default amqp://guest:guest@127.0.0.1:5672)
+             NATS_URL            with --transport nats (default 127.0.0.1:4222)
+             ROCKETMQ_ENDPOINTS  with --transport rocketmq: a real RocketMQ 5 proxy (host:port)
+             DATABASE_URL   use this PostgreSQL or MySQL/MariaDB database as the store and ledger
+             REDIS_URL      use this Redis as the cache
+
 The report ends with "double charges: N" and "lost payments: N"; the exit code is 1 unless both are 0.`;
+
+/** The brokers `--transport` names. */
+const TRANSPORTS = ['memory', 'rocketmq', 'rabbitmq', 'nats'] as const;
+type TransportKind = (typeof TRANSPORTS)[number];
 
 function number(
   value: string | undefined,
@@ -66,16 +94,17 @@ function progress(applied: number, total: number): void {
 }
 
 function print(report: ScenarioReport, label: string, broker: string, consumers: number): void {
-  const d = report.deliveries;
-  const deliveries = Object.values(d).reduce((a, b) => a + b, 0);
-  const byCause = Object.entries(d)
-    .map(([cause, n]) => `${cause} ${n}`)
-    .join(', ');
+  const list = (counts: Record<string, number>) =>
+    Object.entries(counts)
+      .map(([what, n]) => `${what} ${n}`)
+      .join(', ');
+  const deliveries = Object.values(report.deliveries).reduce((a, b) => a + b, 0);
   const lines = [
     '',
     `broker: ${broker}; storage: ${label}; ${consumers} consumers (one restarted mid-run)`,
     `messages sent: ${report.paymentsSent} payments, ${report.messagesStored} stored (${report.messagesStored - report.paymentsSent} producer resends)`,
-    `deliveries: ${deliveries} (${byCause})`,
+    `deliveries: ${deliveries} (${list(report.deliveries)})`,
+    ...(Object.keys(report.faults).length > 0 ? [`faults: ${list(report.faults)}`] : []),
     `handler runs: ${report.handlerRuns} (${report.handlerCrashes} crashed mid-handler and rolled back)`,
     `payments applied: ${report.paymentsApplied}`,
     `duplicates skipped: ${report.duplicatesSkipped.cache + report.duplicatesSkipped.store} (cache ${report.duplicatesSkipped.cache}, store ${report.duplicatesSkipped.store})`,
@@ -114,9 +143,9 @@ async function main(): Promise<number> {
   const store: StoreKind = databaseUrl ? 'url' : ((values.store ?? 'sqlite') as StoreKind);
   if (!['sqlite', 'memory', 'url'].includes(store))
     throw new Error(`--store must be sqlite or memory, got "${store}"`);
-  const transport = values.transport ?? 'memory';
-  if (!['memory', 'rocketmq'].includes(transport))
-    throw new Error(`--transport must be memory or rocketmq, got "${transport}"`);
+  const transport = (values.transport ?? 'memory') as TransportKind;
+  if (!TRANSPORTS.includes(transport))
+    throw new Error(`--transport must be one of ${TRANSPORTS.join(', ')}; got "${transport}"`);
   const consumers = number(values.consumers, 'consumers', 4, { min: 1, max: 64 });
   const payments = number(values.payments, 'payments', 1000, { min: 1, max: 1_000_000 });
   const seed = number(values.seed, 'seed', 42);
@@ -132,7 +161,14 @@ async function main(): Promise<number> {
   const storage = await openStorage({ store, databaseUrl, redisUrl: process.env.REDIS_URL });
   let broker: BrokerSetup | undefined;
   try {
-    broker = transport === 'rocketmq' ? await rocketmqBroker(payments, faults) : memoryBroker(seed, faults);
+    broker =
+      transport === 'rocketmq'
+        ? await rocketmqBroker(payments, faults)
+        : transport === 'rabbitmq'
+          ? await rabbitmqBroker(payments, faults, seed)
+          : transport === 'nats'
+            ? await natsBroker(payments, faults, seed)
+            : memoryBroker(seed, faults);
     const report = await runPaymentScenario({
       payments,
       consumers,
