@@ -3,10 +3,11 @@
  * the message. Transports carry its answer out and never re-decide.
  *
  * - `processed`, `takeover`, `duplicate` → ack.
- * - `inFlight` → a **wait**: retry after the other copy's claim has had its chance to finish (its
- *   remaining lease, plus jitter), without spending an attempt. The next copy then finds the token
- *   completed (ack) or its lease run out (takeover). A wait is never dead-lettered: a copy still in
- *   flight may yet fail, and the message would be lost with it.
+ * - `inFlight` → a **wait**: retry, without spending an attempt, after the claim's age so far (a fresh
+ *   claim is most likely about to complete), doubling each look, and never later than the claim's
+ *   remaining lease (plus jitter): the next copy finds the token completed (ack) or the lease run out
+ *   (takeover). A wait is never dead-lettered: a copy still in flight may yet fail, and the message
+ *   would be lost with it.
  * - `failed` with a poison error (no key, a key the store cannot hold, a payload that conflicts or
  *   cannot be fingerprinted) → dead letter at once: no redelivery can fix it.
  * - `failed` otherwise → retry with exponential backoff and jitter, spending an attempt; on the last
@@ -14,6 +15,7 @@
  */
 import { type Backoff, backoffDelay, checkBackoff } from '../backoff.js';
 import { IdempotencyError, type IdempotencyErrorCode, InvalidOptionError } from '../errors.js';
+import type { IdempotencyRecord } from '../model/record.js';
 import type { Execution } from '../outcome.js';
 import type { Clock } from '../ports/clock.js';
 import type { Settlement, TransportProfile } from '../ports/message-transport.js';
@@ -74,7 +76,7 @@ export class SettlementPolicy {
       case 'duplicate':
         return { action: 'ack' };
       case 'inFlight':
-        return this.wait(outcome.record?.leaseExpiresAt);
+        return this.wait(outcome.record);
       default:
         return this.failure(outcome.error, attempt, maxAttempts);
     }
@@ -92,19 +94,32 @@ export class SettlementPolicy {
     return total;
   }
 
-  private wait(leaseExpiresAt: number | undefined): Settlement {
-    const remaining = leaseExpiresAt === undefined ? undefined : leaseExpiresAt - this.clock.now();
+  /**
+   * How long a copy waits for the claim another copy holds. Never past the claim's lease (plus jitter):
+   * by then the token is completed (ack) or the lease has run out (takeover). But a claim taken moments
+   * ago is most likely a live copy about to complete, and waiting out a whole lease would hold this
+   * message (and, where the transport waits in place, a consumer slot) for a minute: the wait is the
+   * claim's age so far, at least `inFlightDelayMs`. Each look doubles the next, so a dead owner's lease
+   * is reached in a handful of waits, none of which spends an attempt.
+   */
+  private wait(record: IdempotencyRecord | undefined): Settlement {
+    const now = this.clock.now();
+    const remaining = record?.leaseExpiresAt === undefined ? undefined : record.leaseExpiresAt - now;
     if (remaining === undefined || remaining <= 0) {
       // Nothing to wait for that is known: the holder's claim is not committed yet (its transaction is
       // open), or its lease has just run out and a takeover is under way. Look again soon.
       const delay = Math.round(this.#inFlightDelayMs * (0.8 + 0.4 * this.#random()));
       return this.retry(delay, false, 'another copy is in flight');
     }
-    const jitter = Math.round(this.#random() * Math.min(WAIT_JITTER_MAX_MS, 0.1 * remaining + 50));
+    const age = Math.max(0, now - (record?.createdAt ?? now));
+    const wait = Math.min(remaining, Math.max(this.#inFlightDelayMs, age));
+    const jitter = Math.round(this.#random() * Math.min(WAIT_JITTER_MAX_MS, 0.1 * wait + 50));
     return this.retry(
-      remaining + jitter,
+      wait + jitter,
       false,
-      `another copy holds the claim; waiting ${remaining} ms for its lease`,
+      wait === remaining
+        ? `another copy holds the claim; waiting ${remaining} ms for its lease`
+        : `another copy holds a claim ${age} ms old; looking again in ${wait} ms (its lease has ${remaining} ms left)`,
     );
   }
 
