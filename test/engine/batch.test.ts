@@ -3,7 +3,7 @@ import {
   IDEMPOTENCY_ENGINE,
   Idempotent,
   MemoryIdempotencyCache,
-} from '@idempotent-mq/core';
+} from '@idempotent-mq/core/adapter';
 import { type FakeClock, FaultyCache } from '@idempotent-mq/testing';
 import { injectable } from 'inversify';
 import { describe, expect, it } from 'vitest';

@@ -7,7 +7,7 @@ import {
   idempotentView,
   MemoryIdempotencyStore,
   setMessageListener,
-} from '@idempotent-mq/core';
+} from '@idempotent-mq/core/adapter';
 import { Container, injectable } from 'inversify';
 import { describe, expect, it } from 'vitest';
 import { harness, type Message, msg, settle } from '../support/engine-harness.js';

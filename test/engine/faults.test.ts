@@ -9,7 +9,7 @@ import {
   MemoryIdempotencyStore,
   type MemoryTransaction,
   StoreUnavailableError,
-} from '@idempotent-mq/core';
+} from '@idempotent-mq/core/adapter';
 import { type FakeClock, FaultyCache, FaultyStore, flush } from '@idempotent-mq/testing';
 import { injectable } from 'inversify';
 import { describe, expect, it } from 'vitest';

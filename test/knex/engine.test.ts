@@ -13,7 +13,7 @@ import {
   ResultNotSerializableError,
   StoreUnavailableError,
   SystemClock,
-} from '@idempotent-mq/core';
+} from '@idempotent-mq/core/adapter';
 import { createIdempotencyTable, dropIdempotencyTable, KnexIdempotencyStore } from '@idempotent-mq/knex';
 import { injectable } from 'inversify';
 import knexModule, { type Knex } from 'knex';

@@ -12,7 +12,7 @@ import {
   MessageListener,
   setMessageListener,
   type TransportMessage,
-} from '@idempotent-mq/core';
+} from '@idempotent-mq/core/adapter';
 import { InMemoryBroker } from '@idempotent-mq/testing';
 import { Container, injectable, type Newable } from 'inversify';
 import { describe, expect, it } from 'vitest';

@@ -21,7 +21,7 @@ import {
   type TransportMessage,
   type TransportProfile,
   UnstorableTokenError,
-} from '@idempotent-mq/core';
+} from '@idempotent-mq/core/adapter';
 import { advanceUntilIdle, FakeClock, FaultyStore, InMemoryBroker } from '@idempotent-mq/testing';
 import { Container, injectable } from 'inversify';
 import { describe, expect, it } from 'vitest';

@@ -21,7 +21,7 @@ import {
   type StepTiming,
   setTraceContextInjector,
   type TransportMessage,
-} from '@idempotent-mq/core';
+} from '@idempotent-mq/core/adapter';
 import { RocketMQListener, RocketMQPublisher, RocketMQTransport } from '@idempotent-mq/rocketmq';
 import { RocketMQTestBroker } from '@idempotent-mq/rocketmq-testing';
 import { Container, injectable } from 'inversify';

@@ -13,7 +13,7 @@ import {
   InvalidOptionError,
   integerOption,
   textOption,
-} from '@idempotent-mq/core';
+} from '@idempotent-mq/core/adapter';
 import type { IdempotencyTableOptions } from '@idempotent-mq/knex';
 import type { Knex } from 'knex';
 import type { DeadLetterSourceConfig } from './dead-letters.js';

@@ -1,5 +1,5 @@
 /** What every command receives: the resolved config, its connections (opened on first use), the token helper. */
-import { canonicalKey, type TokenRef } from '@idempotent-mq/core';
+import { canonicalKey, type TokenRef } from '@idempotent-mq/core/adapter';
 import type { ResolvedConfig } from './config.js';
 import type { Connections } from './connections.js';
 import { CliError } from './exit-codes.js';

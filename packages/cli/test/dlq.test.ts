@@ -2,7 +2,7 @@
  * `dlq list` and `dlq redrive` on the in-memory broker's dead letters, with the tokens in a real store:
  * a letter whose token is completed is skipped as a duplicate, the others are re-driven and arrive again.
  */
-import type { Settlement, TransportMessage } from '@idempotent-mq/core';
+import type { Settlement, TransportMessage } from '@idempotent-mq/core/adapter';
 import { InMemoryBroker } from '@idempotent-mq/testing';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type DeadLetterSource, type IdempotentMqConfig, inMemoryDeadLetterSource } from '../src/index.js';

@@ -1,5 +1,5 @@
 /** `inspect` and `forget` against every real store, with the Redis cache beside it. */
-import { canonicalKey, type TokenRef } from '@idempotent-mq/core';
+import { canonicalKey, type TokenRef } from '@idempotent-mq/core/adapter';
 import type { RedisIdempotencyStore } from '@idempotent-mq/redis';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';

@@ -28,7 +28,7 @@ import {
   StoreUnavailableError,
   type TokenRef,
   UnstorableTokenError,
-} from '@idempotent-mq/core';
+} from '@idempotent-mq/core/adapter';
 import type { Knex } from 'knex';
 import { isConnectionFailure } from './connection-failure.js';
 import { type Db, type Dialect, type OwnTransaction, toNumber } from './dialects/dialect.js';

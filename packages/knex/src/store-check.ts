@@ -4,7 +4,7 @@
  * mode) the server's primitives behave as the claim's SQL assumes — probed on the server, not read off
  * its version. Every step is bounded; nothing here throws for a failed check.
  */
-import type { ReadinessCheck, ReadinessRequest } from '@idempotent-mq/core';
+import type { ReadinessCheck, ReadinessRequest } from '@idempotent-mq/core/adapter';
 import type { Knex } from 'knex';
 import { CheckTimeoutError, errorText, within } from './check-step.js';
 import { isConnectionFailure } from './connection-failure.js';

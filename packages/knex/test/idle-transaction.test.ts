@@ -6,7 +6,7 @@
  * nothing on the transaction: to the server the two look the same.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { ClaimResult, TokenRef } from '@idempotent-mq/core';
+import type { ClaimResult, TokenRef } from '@idempotent-mq/core/adapter';
 import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isConnectionFailure } from '../src/connection-failure.js';

@@ -10,7 +10,7 @@ import {
   IdempotencyStoreError,
   StoreUnavailableError,
   type TokenRef,
-} from '@idempotent-mq/core';
+} from '@idempotent-mq/core/adapter';
 import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {

@@ -7,7 +7,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import net from 'node:net';
-import { type ClaimResult, InvalidOptionError, type ReadinessCheck } from '@idempotent-mq/core';
+import { type ClaimResult, InvalidOptionError, type ReadinessCheck } from '@idempotent-mq/core/adapter';
 import knexModule, { type Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MysqlDialect } from '../src/dialects/mysql.js';

@@ -1,2 +1,8 @@
 /** The body codecs, core's: one set for every transport. */
-export { BODY_CODECS, type BodyCodec, type DecodeResult, decodeBody, encodeBody } from '@idempotent-mq/core';
+export {
+  BODY_CODECS,
+  type BodyCodec,
+  type DecodeResult,
+  decodeBody,
+  encodeBody,
+} from '@idempotent-mq/core/adapter';

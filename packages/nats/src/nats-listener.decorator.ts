@@ -7,7 +7,7 @@ import {
   type MessageListenerOptions,
   setMessageListener,
   validateListenerOptions,
-} from '@idempotent-mq/core';
+} from '@idempotent-mq/core/adapter';
 import type { BodyCodec } from './codec.js';
 import { checkNatsListener } from './nats-profile.js';
 

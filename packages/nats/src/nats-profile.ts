@@ -3,7 +3,7 @@
  * `TransportProfile`), and its rules for listeners — subjects, durable names, subject filters — written
  * once for `@NatsListener`, the profile and the transport's own checks.
  */
-import { InvalidOptionError, type TransportProfile } from '@idempotent-mq/core';
+import { InvalidOptionError, type TransportProfile } from '@idempotent-mq/core/adapter';
 import { BODY_CODECS } from './codec.js';
 
 /**

@@ -29,7 +29,7 @@ import {
   sleepUnless,
   type TransportMessage,
   type TransportProfile,
-} from '@idempotent-mq/core';
+} from '@idempotent-mq/core/adapter';
 import {
   type Consumer,
   type ConsumerMessages,

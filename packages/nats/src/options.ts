@@ -1,5 +1,5 @@
 /** Options of the transport and the publisher, documented field by field, validated once at construction. */
-import { type Backoff, checkBackoff, InvalidOptionError } from '@idempotent-mq/core';
+import { type Backoff, checkBackoff, InvalidOptionError } from '@idempotent-mq/core/adapter';
 import type { NatsConnection, NodeConnectionOptions } from '@nats-io/transport-node';
 import { BODY_CODECS, type BodyCodec } from './codec.js';
 import { checkName, checkSubject } from './nats-profile.js';

@@ -3,7 +3,7 @@
  * transport's and publisher's options, a listener's subject, durable name and filter (one set of rules
  * shared by `@NatsListener`, the profile's `checkListener` and `subscribe()`), and the profile itself.
  */
-import { getMessageListener, InvalidOptionError, type SubscriptionSpec } from '@idempotent-mq/core';
+import { getMessageListener, InvalidOptionError, type SubscriptionSpec } from '@idempotent-mq/core/adapter';
 import {
   MissingMessageKeyError,
   NATS_DEFAULT_MAX_ATTEMPTS,

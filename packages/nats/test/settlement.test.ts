@@ -4,7 +4,7 @@
  * (the count stays, max_deliver is never approached), a dead letter is published to `<prefix>.<group>`
  * with its reason before the original is terminated, and `working()` keeps a slow handler's message.
  */
-import type { Settlement, SubscriptionSpec, TransportMessage } from '@idempotent-mq/core';
+import type { Settlement, SubscriptionSpec, TransportMessage } from '@idempotent-mq/core/adapter';
 import {
   DLQ_ATTEMPT,
   DLQ_GROUP,

@@ -3,7 +3,7 @@
  * messages in flight are kept here as plain numbers and read by the meter at collection, so that
  * counting them costs a message no measurement call.
  */
-import type { OutcomeKind, StepTiming } from '@idempotent-mq/core';
+import type { OutcomeKind, StepTiming } from '@idempotent-mq/core/adapter';
 import type { Attributes, Histogram, Meter, ObservableResult } from '@opentelemetry/api';
 import { ATTR, METRIC, SEMCONV } from './names.js';
 

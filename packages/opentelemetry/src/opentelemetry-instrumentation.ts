@@ -14,7 +14,7 @@ import {
   InvalidOptionError,
   type MessageProbe,
   textOption,
-} from '@idempotent-mq/core';
+} from '@idempotent-mq/core/adapter';
 import {
   createNoopMeter,
   type Meter,

@@ -10,7 +10,7 @@ import {
   type InstrumentedHandler,
   type MessageProbe,
   type StepTiming,
-} from '@idempotent-mq/core';
+} from '@idempotent-mq/core/adapter';
 import {
   type Attributes,
   type Context,

@@ -2,7 +2,7 @@
  * What an instrumentation found when it looked for the SDK: a tracer and the metrics, each absent when
  * its provider is not registered, and the options they run with.
  */
-import type { DeliverySubscription, InstrumentedHandler } from '@idempotent-mq/core';
+import type { DeliverySubscription, InstrumentedHandler } from '@idempotent-mq/core/adapter';
 import { type Attributes, SpanKind, type TextMapPropagator, type Tracer } from '@opentelemetry/api';
 import type { EngineMetrics } from './engine-metrics.js';
 import { ATTR, messagingSystem, SEMCONV } from './names.js';

@@ -2,7 +2,7 @@
  * The producer side: installs into core the injector the publisher helpers call, so that each message
  * they send carries the active span's context (`traceparent`, `tracestate`) in its properties.
  */
-import { checkOptionsObject, setTraceContextInjector } from '@idempotent-mq/core';
+import { checkOptionsObject, setTraceContextInjector } from '@idempotent-mq/core/adapter';
 import { context, defaultTextMapSetter, type TextMapPropagator } from '@opentelemetry/api';
 import { w3cTraceContext } from './w3c-trace-context.js';
 

@@ -19,7 +19,7 @@ import {
   MessageListener,
   makeIdempotent,
   type TransportMessage,
-} from '@idempotent-mq/core';
+} from '@idempotent-mq/core/adapter';
 import {
   ATTR,
   installTraceContextInjector,

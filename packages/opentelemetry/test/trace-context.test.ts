@@ -1,4 +1,4 @@
-import { injectTraceContext, setTraceContextInjector } from '@idempotent-mq/core';
+import { injectTraceContext, setTraceContextInjector } from '@idempotent-mq/core/adapter';
 import { installTraceContextInjector, w3cTraceContext } from '@idempotent-mq/opentelemetry';
 import {
   context,

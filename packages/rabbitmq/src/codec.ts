@@ -1,7 +1,13 @@
 /** The body codecs, core's (one set for every transport), and the AMQP `content-type` each writes. */
-import type { BodyCodec } from '@idempotent-mq/core';
+import type { BodyCodec } from '@idempotent-mq/core/adapter';
 
-export { BODY_CODECS, type BodyCodec, type DecodeResult, decodeBody, encodeBody } from '@idempotent-mq/core';
+export {
+  BODY_CODECS,
+  type BodyCodec,
+  type DecodeResult,
+  decodeBody,
+  encodeBody,
+} from '@idempotent-mq/core/adapter';
 
 /** The AMQP `content-type` each codec writes. */
 export const CONTENT_TYPES: Readonly<Record<BodyCodec, string>> = {

@@ -5,7 +5,7 @@
  * as it is, and never closed by us.
  */
 import type { EventEmitter } from 'node:events';
-import { backoffDelay, sleepUnless } from '@idempotent-mq/core';
+import { backoffDelay, sleepUnless } from '@idempotent-mq/core/adapter';
 import {
   type Channel,
   type ChannelModel,

@@ -1,7 +1,7 @@
 /** @idempotent-mq/rabbitmq: the RabbitMQ transport (amqplib 2.x), its listener decorator and a keyed publisher. */
 
 /** The one backoff of the project (core's), re-exported for `reconnectBackoff` and `failureBackoff`. */
-export type { Backoff } from '@idempotent-mq/core';
+export type { Backoff } from '@idempotent-mq/core/adapter';
 export type { BodyCodec } from './codec.js';
 export {
   BodyEncodingError,

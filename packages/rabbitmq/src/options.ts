@@ -1,5 +1,5 @@
 /** Options of the transport and the publisher, documented field by field, validated once in their constructors. */
-import { type Backoff, checkBackoff, InvalidOptionError } from '@idempotent-mq/core';
+import { type Backoff, checkBackoff, InvalidOptionError } from '@idempotent-mq/core/adapter';
 import type { ChannelModel, Options, RecoveringChannelModel, SocketOptions } from 'amqplib';
 import { BODY_CODECS, type BodyCodec } from './codec.js';
 import { checkHandOverFits, checkInteger, type ProfileSettings } from './rabbitmq-profile.js';

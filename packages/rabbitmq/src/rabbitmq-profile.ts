@@ -3,7 +3,7 @@
  * attempt limits, the longest retry delay, the redelivery horizon, and the rules for listeners, written
  * once for `@RabbitMQListener`, the profile and the transport's own checks at subscribe time.
  */
-import { InvalidOptionError, type TransportProfile } from '@idempotent-mq/core';
+import { InvalidOptionError, type TransportProfile } from '@idempotent-mq/core/adapter';
 import { BODY_CODECS } from './codec.js';
 
 /**

@@ -25,7 +25,7 @@ import {
   sleepUnless,
   type TransportMessage,
   type TransportProfile,
-} from '@idempotent-mq/core';
+} from '@idempotent-mq/core/adapter';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { BodyCodec } from './codec.js';
 import { ConfirmedChannel } from './confirmed-channel.js';

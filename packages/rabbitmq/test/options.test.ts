@@ -3,7 +3,7 @@
  * to do; the profile and `@RabbitMQListener` apply the same rules (written once).
  */
 import 'reflect-metadata';
-import { getMessageListener, InvalidOptionError, type SubscriptionSpec } from '@idempotent-mq/core';
+import { getMessageListener, InvalidOptionError, type SubscriptionSpec } from '@idempotent-mq/core/adapter';
 import {
   MissingMessageKeyError,
   RABBITMQ_DEFAULT_MAX_ATTEMPTS,

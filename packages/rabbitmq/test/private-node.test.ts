@@ -2,7 +2,7 @@
  * What only a broker of our own can show: a restart of RabbitMQ mid-run, and a channel closed by the
  * server's `consumer_timeout`. One private node (see `support/private-node.ts`) on a free loopback port.
  */
-import type { Settlement } from '@idempotent-mq/core';
+import type { Settlement } from '@idempotent-mq/core/adapter';
 import { RabbitMQPublisher, RabbitMQTransport } from '@idempotent-mq/rabbitmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { topologyOf } from '../src/topology.js';

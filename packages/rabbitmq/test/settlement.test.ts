@@ -3,7 +3,7 @@
  * ladder step, our attempt header, waits that keep it, the dead-letter queue with its reason, the
  * transport's own dead letters and retries, binding-key filters, the hand-over before consumer_timeout.
  */
-import type { Settlement, TransportMessage } from '@idempotent-mq/core';
+import type { Settlement, TransportMessage } from '@idempotent-mq/core/adapter';
 import { RABBITMQ_HEADERS, RabbitMQPublisher, RabbitMQTransport, topologyOf } from '@idempotent-mq/rabbitmq';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_RETRY_LADDER_MS, retryStep } from '../src/topology.js';

@@ -1,6 +1,6 @@
 /** Shared helpers for the tests that drive the transport against a real RabbitMQ. */
 import { randomUUID } from 'node:crypto';
-import type { Settlement, SubscriptionSpec, TransportMessage } from '@idempotent-mq/core';
+import type { Settlement, SubscriptionSpec, TransportMessage } from '@idempotent-mq/core/adapter';
 import type { RabbitMQLogger, SettledEvent } from '@idempotent-mq/rabbitmq';
 import { type ChannelModel, connect, type GetMessage } from 'amqplib';
 import { keysOf } from '../src/message.js';

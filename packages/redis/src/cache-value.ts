@@ -3,7 +3,7 @@
  * The version prefix lets a later format be read side by side; anything else under our key — another
  * program's value, a truncated write, a future version — decodes to nothing, never to "processed".
  */
-import type { CachedCompletion } from '@idempotent-mq/core';
+import type { CachedCompletion } from '@idempotent-mq/core/adapter';
 
 const MARK = 'imq1:';
 

@@ -17,7 +17,7 @@ import {
   InvalidOptionError,
   type ReadinessCheck,
   type TokenRef,
-} from '@idempotent-mq/core';
+} from '@idempotent-mq/core/adapter';
 import { decodeCacheValue, encodeCacheValue } from './cache-value.js';
 import { RedisNotReadyError, RedisTimeoutError } from './errors.js';
 import { RedisKeyLayout } from './key-layout.js';

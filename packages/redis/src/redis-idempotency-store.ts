@@ -23,7 +23,7 @@ import {
   type StoreStep,
   StoreUnavailableError,
   type TokenRef,
-} from '@idempotent-mq/core';
+} from '@idempotent-mq/core/adapter';
 import { CorruptRecordError, RedisNotReadyError } from './errors.js';
 import { RedisKeyLayout } from './key-layout.js';
 import { LuaScripts, type ScriptName } from './lua-scripts.js';

@@ -1,7 +1,7 @@
 /** @idempotent-mq/rocketmq: the RocketMQ 5 transport, its listener decorator and a keyed publisher. */
 
 /** The one backoff of the project (core's), re-exported for `receiveBackoff` and `failureBackoff`. */
-export type { Backoff } from '@idempotent-mq/core';
+export type { Backoff } from '@idempotent-mq/core/adapter';
 export { type BodyCodec, decodeBody, encodeBody } from './codec.js';
 export {
   BodyEncodingError,

@@ -1,5 +1,5 @@
 /** Options of the transport and the publisher, documented field by field, validated once at start-up. */
-import { type Backoff, checkBackoff, InvalidOptionError } from '@idempotent-mq/core';
+import { type Backoff, checkBackoff, InvalidOptionError } from '@idempotent-mq/core/adapter';
 import { BODY_CODECS, type BodyCodec } from './codec.js';
 import { MAX_INVISIBLE_DURATION_MS, ROCKETMQ_DEFAULT_MAX_ATTEMPTS } from './rocketmq-profile.js';
 

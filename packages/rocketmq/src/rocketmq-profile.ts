@@ -3,7 +3,7 @@
  * its attempt limits, the longest delay it can carry out, how long it keeps redelivering, and its rules
  * for listeners, written once for `@RocketMQListener`, the profile and the transport's own checks.
  */
-import { InvalidOptionError, type TransportProfile } from '@idempotent-mq/core';
+import { InvalidOptionError, type TransportProfile } from '@idempotent-mq/core/adapter';
 import { BODY_CODECS } from './codec.js';
 
 const SECOND = 1000;

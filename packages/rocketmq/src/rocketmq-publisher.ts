@@ -2,7 +2,7 @@
  * `RocketMQPublisher`: sends messages with a business key, always. Consumers deduplicate on the key
  * (RocketMQ's message Key), so a message without one is refused before it reaches the broker.
  */
-import { InvalidOptionError, injectTraceContext } from '@idempotent-mq/core';
+import { InvalidOptionError, injectTraceContext } from '@idempotent-mq/core/adapter';
 import { createProducer, startClient, type TransportProducer } from './client.js';
 import { BODY_CODECS, type BodyCodec, encodeBody } from './codec.js';
 import { BodyEncodingError, MissingMessageKeyError, NotStartedError } from './errors.js';

@@ -25,7 +25,7 @@ import {
   sleepUnless,
   type TransportMessage,
   type TransportProfile,
-} from '@idempotent-mq/core';
+} from '@idempotent-mq/core/adapter';
 import type { MessageView } from 'rocketmq-client-nodejs';
 import {
   createSimpleConsumer,

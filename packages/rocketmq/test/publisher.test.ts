@@ -1,4 +1,4 @@
-import { getMessageListener, InvalidOptionError } from '@idempotent-mq/core';
+import { getMessageListener, InvalidOptionError } from '@idempotent-mq/core/adapter';
 import {
   BodyEncodingError,
   MissingMessageKeyError,

@@ -3,7 +3,7 @@
  * deliveries, a wait never spends one, a failure retry is never turned into a dead letter by the
  * transport, and a message waiting in place at `stop()` is handed back, not lost.
  */
-import type { Settlement } from '@idempotent-mq/core';
+import type { Settlement } from '@idempotent-mq/core/adapter';
 import { RocketMQPublisher, RocketMQTransport, type SettledEvent } from '@idempotent-mq/rocketmq';
 import { RocketMQTestBroker } from '@idempotent-mq/rocketmq-testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';

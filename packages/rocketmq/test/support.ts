@@ -2,7 +2,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Settlement, SubscriptionSpec, TransportMessage } from '@idempotent-mq/core';
+import type { Settlement, SubscriptionSpec, TransportMessage } from '@idempotent-mq/core/adapter';
 import type { RocketMQLogger, RocketMQTransportOptions, SettledEvent } from '@idempotent-mq/rocketmq';
 
 /**

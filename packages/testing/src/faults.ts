@@ -11,7 +11,7 @@ import type {
   IdempotencyRecord,
   IdempotencyStore,
   TokenRef,
-} from '@idempotent-mq/core';
+} from '@idempotent-mq/core/adapter';
 
 /** What a faulty call does instead of (or before) the real one. */
 export type Fault =

@@ -10,8 +10,8 @@ import type {
   SubscriptionSpec,
   TransportMessage,
   TransportProfile,
-} from '@idempotent-mq/core';
-import { InvalidOptionError, integerOption, MAX_TIMER_MS } from '@idempotent-mq/core';
+} from '@idempotent-mq/core/adapter';
+import { InvalidOptionError, integerOption, MAX_TIMER_MS } from '@idempotent-mq/core/adapter';
 
 /** Probabilities (0 to 1) of each cause of duplicates. All off by default. */
 export interface BrokerFaults {

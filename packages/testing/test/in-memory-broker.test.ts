@@ -1,4 +1,4 @@
-import type { Settlement, SubscriptionSpec, TransportMessage } from '@idempotent-mq/core';
+import type { Settlement, SubscriptionSpec, TransportMessage } from '@idempotent-mq/core/adapter';
 import { describe, expect, it } from 'vitest';
 import { InMemoryBroker } from '../src/index.js';
 

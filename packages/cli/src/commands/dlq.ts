@@ -4,7 +4,7 @@
  * duplicate, so it is skipped unless `--all`. Absent (released after a failure) or in-progress tokens are
  * re-driven: the consumer runs them (or waits for the live claim).
  */
-import { canonicalKey, type IdempotencyRecord, type TokenRef } from '@idempotent-mq/core';
+import { canonicalKey, type IdempotencyRecord, type TokenRef } from '@idempotent-mq/core/adapter';
 import type { CommandContext } from '../context.js';
 import type { DeadLetter, DeadLetterSource, DeadLetterSourceConfig } from '../dead-letters.js';
 import { CliError, ExitCode } from '../exit-codes.js';

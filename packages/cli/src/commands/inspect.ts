@@ -1,5 +1,5 @@
 /** `inspect <scope> <key...>`: the store's record and the cache's entry of one token, side by side. */
-import type { CacheInspection, IdempotencyRecord, TokenRef } from '@idempotent-mq/core';
+import type { CacheInspection, IdempotencyRecord, TokenRef } from '@idempotent-mq/core/adapter';
 import type { Connections } from '../connections.js';
 import { type CommandContext, scopeHint, tokenOf } from '../context.js';
 import { ExitCode } from '../exit-codes.js';

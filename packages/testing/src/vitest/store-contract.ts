@@ -9,7 +9,7 @@
  * ```
  */
 import { randomUUID } from 'node:crypto';
-import type { ClaimResult, IdempotencyRecord, IdempotencyStore, TokenRef } from '@idempotent-mq/core';
+import type { ClaimResult, IdempotencyRecord, IdempotencyStore, TokenRef } from '@idempotent-mq/core/adapter';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 export interface StoreContractHarness<Tx = unknown> {

@@ -17,7 +17,12 @@
  * invisible while its handler runs; a consumer that dies loses nothing; `stop()` drains.
  */
 import { randomUUID } from 'node:crypto';
-import type { MessageTransport, Settlement, SubscriptionSpec, TransportMessage } from '@idempotent-mq/core';
+import type {
+  MessageTransport,
+  Settlement,
+  SubscriptionSpec,
+  TransportMessage,
+} from '@idempotent-mq/core/adapter';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 /** What the suite needs of a transport and its broker. */
