@@ -30,13 +30,14 @@ import {
   MemoryIdempotencyStore,
   NearIdempotencyCache,
   NoIdempotencyCache,
-} from '@idempotent-mq/core';
+} from '@idempotent-mq/core/adapter';
 import { createIdempotencyTable, dropIdempotencyTable, KnexIdempotencyStore } from '@idempotent-mq/knex';
 import { RedisIdempotencyCache, RedisIdempotencyStore } from '@idempotent-mq/redis';
 import { createClient } from '@redis/client';
 import { Container, injectable } from 'inversify';
 import { Redis } from 'ioredis';
 import knexFactory, { type Knex } from 'knex';
+import { brokerScenarios, closeBrokers } from './brokers.js';
 import { type BenchTelemetry, benchTelemetry } from './telemetry.js';
 
 export const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -175,6 +176,7 @@ export async function connect(sqliteFile: string): Promise<Connections> {
       }
       redis.disconnect();
       await peerRedis.quit();
+      await closeBrokers();
     },
   };
 }
@@ -375,6 +377,7 @@ export async function scenarios(conn: Connections, c: number): Promise<Scenario[
     },
   });
   list.push(...(await telemetryScenarios(c, redisCache)));
+  list.push(...(await brokerScenarios(c)));
   return list;
 }
 

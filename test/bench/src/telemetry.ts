@@ -8,7 +8,7 @@
  * (dev) dependencies they are, so that one copy of `@opentelemetry/api` serves both.
  */
 import { createRequire } from 'node:module';
-import type { IdempotencyInstrumentation } from '@idempotent-mq/core';
+import type { IdempotencyInstrumentation } from '@idempotent-mq/core/adapter';
 
 const OTEL_PACKAGE = new URL('../../../packages/opentelemetry/', import.meta.url);
 const load = createRequire(new URL('package.json', OTEL_PACKAGE));
