@@ -31,7 +31,7 @@ const DELIVERY = Symbol.for('idempotent-mq:delivery');
 export interface DeliverySubscription {
   readonly topic: string;
   readonly consumerGroup: string;
-  /** The transport profile's broker name (`'RocketMQ'`). */
+  /** The transport profile's broker name (its `broker`). */
   readonly broker: string;
 }
 
