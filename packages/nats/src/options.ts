@@ -1,5 +1,10 @@
 /** Options of the transport and the publisher, documented field by field, validated once at construction. */
-import { type Backoff, checkBackoff, InvalidOptionError } from '@idempotent-mq/core/adapter';
+import {
+  type Backoff,
+  type SettledEvent as CoreSettledEvent,
+  checkBackoff,
+  InvalidOptionError,
+} from '@idempotent-mq/core/adapter';
 import type { NatsConnection, NodeConnectionOptions } from '@nats-io/transport-node';
 import { BODY_CODECS, type BodyCodec } from './codec.js';
 import { checkName, checkSubject } from './nats-profile.js';
@@ -91,24 +96,10 @@ export interface NatsTransportOptions extends NatsConnectionSource {
   readonly onSettled?: (event: SettledEvent) => void;
 }
 
-/** What happened to one message. */
-export interface SettledEvent {
-  readonly topic: string;
-  readonly consumerGroup: string;
+/** What happened to one message: core's event, with what this broker adds. */
+export interface SettledEvent extends CoreSettledEvent {
   /** `<stream>:<stream sequence>`. */
   readonly messageId: string;
-  readonly keys: readonly string[];
-  readonly deliveryAttempt: number;
-  /**
-   * What was done: the registry's settlement, or the transport's own for a body it cannot decode (dead
-   * letter) or a handler that threw (retry).
-   */
-  readonly action: 'ack' | 'retry' | 'deadLetter';
-  readonly reason?: string;
-  /** A retry's delay as carried out (the rest of a wait handed back at `stop()`). */
-  readonly delayMs?: number;
-  /** A retry: whether it spends an attempt (a failure) or not (a wait for another copy's claim). */
-  readonly countsAsAttempt?: boolean;
   /**
    * A wait: `true` while this consumer keeps the message and hands it to the handler again itself;
    * `false` when it went back to JetStream (at `stop()`), which counts a delivery when it comes back.
@@ -120,9 +111,6 @@ export interface SettledEvent {
    * for a delivery it has since given to another consumer, so none is sent; the message comes back.
    */
   readonly stale?: boolean;
-  /** False when nothing reached the server (stale, or every try failed): the message comes back. */
-  readonly ok: boolean;
-  readonly error?: unknown;
 }
 
 /** The connection options, checked. */

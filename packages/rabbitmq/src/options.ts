@@ -1,5 +1,10 @@
 /** Options of the transport and the publisher, documented field by field, validated once in their constructors. */
-import { type Backoff, checkBackoff, InvalidOptionError } from '@idempotent-mq/core/adapter';
+import {
+  type Backoff,
+  type SettledEvent as CoreSettledEvent,
+  checkBackoff,
+  InvalidOptionError,
+} from '@idempotent-mq/core/adapter';
 import type { ChannelModel, Options, RecoveringChannelModel, SocketOptions } from 'amqplib';
 import { BODY_CODECS, type BodyCodec } from './codec.js';
 import { checkHandOverFits, checkInteger, type ProfileSettings } from './rabbitmq-profile.js';
@@ -83,22 +88,7 @@ export interface RabbitMQTransportOptions extends RabbitMQConnectionOptions {
 }
 
 /** What happened to one delivery. */
-export interface SettledEvent {
-  readonly topic: string;
-  readonly consumerGroup: string;
-  readonly messageId: string;
-  readonly keys: readonly string[];
-  readonly deliveryAttempt: number;
-  /**
-   * What was done: the registry's settlement, or the transport's own for a body it cannot decode (a dead
-   * letter), a handler that threw (a retry), a redelivery counted or a hand-over (a retry at once).
-   */
-  readonly action: 'ack' | 'retry' | 'deadLetter';
-  readonly reason?: string;
-  /** A retry's delay as carried out: the ladder step (0: straight back to the group's queue). */
-  readonly delayMs?: number;
-  /** A retry: whether it spends an attempt (a failure) or not (a wait for another copy's claim). */
-  readonly countsAsAttempt?: boolean;
+export interface SettledEvent extends CoreSettledEvent {
   /** Where the copy was published (a retry queue, the group's queue, the dead-letter queue). */
   readonly queue?: string;
   /**
@@ -107,9 +97,6 @@ export interface SettledEvent {
    * `handedOver`, the message was handed back while its handler ran past `handOverAfterMs`.
    */
   readonly dropped?: 'channelClosed' | 'handedOver';
-  /** False when the settlement failed (the message comes back: at least once, never lost). */
-  readonly ok: boolean;
-  readonly error?: unknown;
 }
 
 /** Where connections come from, resolved. */

@@ -1,5 +1,10 @@
 /** Options of the transport and the publisher, documented field by field, validated once at start-up. */
-import { type Backoff, checkBackoff, InvalidOptionError } from '@idempotent-mq/core/adapter';
+import {
+  type Backoff,
+  type SettledEvent as CoreSettledEvent,
+  checkBackoff,
+  InvalidOptionError,
+} from '@idempotent-mq/core/adapter';
 import { BODY_CODECS, type BodyCodec } from './codec.js';
 import { MAX_INVISIBLE_DURATION_MS, ROCKETMQ_DEFAULT_MAX_ATTEMPTS } from './rocketmq-profile.js';
 
@@ -85,31 +90,13 @@ export interface RocketMQTransportOptions extends RocketMQClientOptions {
   readonly onSettled?: (event: SettledEvent) => void;
 }
 
-/** What happened to one message. */
-export interface SettledEvent {
-  readonly topic: string;
-  readonly consumerGroup: string;
-  readonly messageId: string;
-  readonly keys: readonly string[];
-  readonly deliveryAttempt: number;
-  /**
-   * What was done: the registry's settlement, or the transport's own for a body it cannot decode
-   * (dead letter) or a handler that threw (retry).
-   */
-  readonly action: 'ack' | 'retry' | 'deadLetter';
-  readonly reason?: string;
-  /** A retry's delay, as carried out (cut to 12 h, the proxy's limit; the rest of a wait at `stop()`). */
-  readonly delayMs?: number;
-  /** A retry: whether it spends an attempt (a failure) or not (a wait for another copy's claim). */
-  readonly countsAsAttempt?: boolean;
+/** What happened to one message: core's event, with what this broker adds. */
+export interface SettledEvent extends CoreSettledEvent {
   /**
    * A wait: `true` while this consumer keeps the message and hands it to the handler again itself;
    * `false` when it went back to the broker (at `stop()`), which counts a delivery when it comes back.
    */
   readonly inPlace?: boolean;
-  /** False when the broker call failed after every try (the message comes back after its invisible time). */
-  readonly ok: boolean;
-  readonly error?: unknown;
 }
 
 export interface ResolvedClientOptions {

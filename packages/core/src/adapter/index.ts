@@ -60,7 +60,12 @@ export type {
   StepTarget,
   StepTiming,
 } from '../ports/instrumentation.js';
-export type { Settlement, SubscriptionSpec, TransportProfile } from '../ports/message-transport.js';
+export type {
+  SettledEvent,
+  Settlement,
+  SubscriptionSpec,
+  TransportProfile,
+} from '../ports/message-transport.js';
 export type { CheckedPort, ReadinessRequest } from '../ports/readiness.js';
 export { formatCheck } from '../readiness-check.js';
 export { scopeOf } from '../scope.js';

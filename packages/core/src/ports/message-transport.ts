@@ -108,3 +108,29 @@ export interface MessageTransport {
    */
   stop(): Promise<void>;
 }
+
+/**
+ * What a transport reports after it carried out (or failed to carry out) one settlement, through its
+ * `onSettled` option: for metrics, alerts and tests. Transports extend it with what their broker adds.
+ */
+export interface SettledEvent {
+  readonly topic: string;
+  readonly consumerGroup: string;
+  /** The broker's id of the message. */
+  readonly messageId: string;
+  readonly keys: readonly string[];
+  readonly deliveryAttempt: number;
+  /**
+   * What was done: the registry's settlement, or the transport's own for a body it cannot decode (dead
+   * letter) or a handler that threw (retry).
+   */
+  readonly action: Settlement['action'];
+  readonly reason?: string;
+  /** A retry's delay as carried out (cut to the broker's limit; the rest of a wait at `stop()`). */
+  readonly delayMs?: number;
+  /** A retry: whether it spends an attempt (a failure) or not (a wait for another copy's claim). */
+  readonly countsAsAttempt?: boolean;
+  /** False when the broker call failed after every try (the message comes back by the broker's rules). */
+  readonly ok: boolean;
+  readonly error?: unknown;
+}
