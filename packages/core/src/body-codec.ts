@@ -3,6 +3,7 @@
  * decode is reported, never thrown past a transport's receive loop: the transport dead-letters it with
  * the reason. One set of codecs for every transport.
  */
+import { cutText } from './text.js';
 
 /** `json`: UTF-8 JSON (the default); `utf8`: a string; `buffer`: the raw bytes. */
 export type BodyCodec = 'json' | 'utf8' | 'buffer';
@@ -29,7 +30,7 @@ export function decodeBody(codec: BodyCodec, bytes: Uint8Array): DecodeResult {
   try {
     return { ok: true, body: JSON.parse(text) as unknown };
   } catch (error) {
-    const preview = text.length > 60 ? `${text.slice(0, 60)}…` : text;
+    const preview = cutText(text, 60);
     return {
       ok: false,
       reason: `the body is not valid JSON (codec "json"): ${error instanceof Error ? error.message : String(error)}; body starts ${JSON.stringify(preview)}`,

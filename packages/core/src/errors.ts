@@ -3,6 +3,7 @@
  * carrying the token and scope so that a log line tells which message it was.
  */
 import type { IdempotencyRecord, TokenRef } from './model/record.js';
+import { cutText } from './text.js';
 
 /** Stable codes, safe to match on in metrics and alerts. */
 export type IdempotencyErrorCode =
@@ -256,7 +257,7 @@ export class IdempotencyNotConfiguredError extends IdempotencyError {
 }
 
 function describe(token: TokenRef): string {
-  return `token "${token.key.length > 80 ? `${token.key.slice(0, 80)}…` : token.key}" in scope "${token.scope}"`;
+  return `token "${cutText(token.key, 80)}" in scope "${token.scope}"`;
 }
 
 function messageOf(cause: unknown): string {

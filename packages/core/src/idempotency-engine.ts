@@ -44,6 +44,7 @@ import type {
   StepTiming,
 } from './ports/instrumentation.js';
 import type { IdempotencyLogger } from './ports/logger.js';
+import { withTimeout } from './timeout.js';
 
 export type { HandlerMethod } from './model/handler-method.js';
 export type { Execution } from './outcome.js';
@@ -105,9 +106,12 @@ export class IdempotencyEngine {
   /** The cache's last call failed: its failures are warned about once, and its recovery once. */
   private cacheDown = false;
   private readonly defaults: IdempotencyPolicyOptions;
+  /** The cache calls' bound runs on the injected clock. */
+  private readonly timers: { readonly clock: Clock };
 
   constructor(private readonly deps: IdempotencyEngineDeps) {
     this.defaults = deps.defaults ?? {};
+    this.timers = { clock: deps.clock };
     // Validates the module defaults at start-up, before any message arrives.
     resolvePolicy(this.defaults);
     this.plans = new MethodPlans(this.defaults, deps.store);
@@ -286,7 +290,7 @@ export class IdempotencyEngine {
   private async readCache(call: Call, token: TokenRef): Promise<CachedCompletion | undefined> {
     const started = call.probe ? performance.now() : 0;
     try {
-      const hit = await this.bounded(this.deps.cache.get(token), call.plan.policy.cacheTimeoutMs);
+      const hit = await withTimeout(this.deps.cache.get(token), call.plan.policy.cacheTimeoutMs, this.timers);
       if (call.probe) this.step(call, 'cache', 'get', started);
       if (this.cacheDown) this.cacheAnswered();
       return hit;
@@ -314,7 +318,9 @@ export class IdempotencyEngine {
     const started = this.deps.instrumentation && list.length > 0 ? performance.now() : undefined;
     try {
       const values =
-        list.length > 0 ? await this.bounded(this.deps.cache.getMany(list), plan.policy.cacheTimeoutMs) : [];
+        list.length > 0
+          ? await withTimeout(this.deps.cache.getMany(list), plan.policy.cacheTimeoutMs, this.timers)
+          : [];
       if (started !== undefined) this.batchStep(calls, started);
       if (this.cacheDown && list.length > 0) this.cacheAnswered();
       return new Map(list.map((token, i) => [tokenId(token), values[i]]));
@@ -545,7 +551,12 @@ export class IdempotencyEngine {
       call.handlerStarted = true;
       // Past the bound the handler is given up on; what it does later is not waited for.
       const running = Promise.resolve(call.plan.fn.call(call.self, call.message, ctx));
-      return { result: await this.bounded(running, bound, () => new HandlerTimeoutError(token, bound)) };
+      return {
+        result: await withTimeout(running, bound, {
+          clock: this.deps.clock,
+          error: () => new HandlerTimeoutError(token, bound),
+        }),
+      };
     } catch (error) {
       if (tx !== undefined) throw new HandlerFailure(error); // the rollback releases the claim
       // A hung handler may still reach its effect: its claim stays until the lease runs out, so that
@@ -638,7 +649,11 @@ export class IdempotencyEngine {
     const started = call.probe ? performance.now() : 0;
     try {
       // Bounded like a read: a hung cache must not hold the message once the store has committed.
-      await this.bounded(this.deps.cache.set(token, completion, policy.ttlMs), policy.cacheTimeoutMs);
+      await withTimeout(
+        this.deps.cache.set(token, completion, policy.ttlMs),
+        policy.cacheTimeoutMs,
+        this.timers,
+      );
       if (call.probe) this.step(call, 'cache', 'set', started);
       if (this.cacheDown) this.cacheAnswered();
     } catch (error) {
@@ -755,28 +770,6 @@ export class IdempotencyEngine {
     } catch (error) {
       this.deps.logger.error('the instrumentation threw', { error: String(error) });
     }
-  }
-
-  /** `promise`, or a rejection with `timeout()` after `ms` (a later settlement of `promise` is ignored). */
-  private bounded<T>(
-    promise: Promise<T>,
-    ms: number,
-    timeout: () => unknown = () => new Error(`timed out after ${ms} ms`),
-  ): Promise<T> {
-    const { clock } = this.deps;
-    return new Promise<T>((resolve, reject) => {
-      const timer = clock.setTimeout(() => reject(timeout()), ms);
-      promise.then(
-        (value) => {
-          clock.clearTimeout(timer);
-          resolve(value);
-        },
-        (error: unknown) => {
-          clock.clearTimeout(timer);
-          reject(error);
-        },
-      );
-    });
   }
 }
 

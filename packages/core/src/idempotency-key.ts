@@ -3,6 +3,7 @@
  */
 import { hash } from 'node:crypto';
 import type { TokenRef } from './model/record.js';
+import { codePointLength, firstCodePoints } from './text.js';
 
 /** What a key function may return. An array (a broker's message keys) is joined canonically. */
 export type IdempotencyKeyValue = string | readonly string[] | undefined | null;
@@ -50,14 +51,6 @@ function escapePart(part: string): string {
   return part.includes('\\') || part.includes(SEPARATOR) ? part.replace(/[\\,]/g, (c) => `\\${c}`) : part;
 }
 
-/** Length in code points, as SQL `varchar(n)` counts. */
-export function codePointLength(s: string): number {
-  if (s.length <= 1) return s.length;
-  let n = 0;
-  for (const _ of s) n++;
-  return n;
-}
-
 const DIGEST_LENGTH = 43; // SHA-256 in base64url
 
 function bound(key: string, maxLength: number): string {
@@ -67,11 +60,7 @@ function bound(key: string, maxLength: number): string {
   const room = maxLength - HASH_MARK.length - DIGEST_LENGTH;
   let prefix = '';
   if (room > 0) {
-    let n = 0;
-    for (const ch of key) {
-      if (n++ >= room) break;
-      prefix += ch;
-    }
+    prefix = firstCodePoints(key, room);
     // An odd run of trailing backslashes would let the prefix swallow the hash mark's backslash.
     const trailing = prefix.length - prefix.replace(/\\+$/, '').length;
     if (trailing % 2 === 1) prefix = prefix.slice(0, -1);

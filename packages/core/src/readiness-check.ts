@@ -8,6 +8,7 @@ import { integerOption, MAX_TIMER_MS } from './option-checks.js';
 import type { IdempotencyCache } from './ports/idempotency-cache.js';
 import type { IdempotencyStore } from './ports/idempotency-store.js';
 import type { CheckedPort, ReadinessCheck } from './ports/readiness.js';
+import { withTimeout } from './timeout.js';
 
 export interface ReadinessOptions {
   /** The store the engine uses. */
@@ -86,7 +87,9 @@ async function portChecks(
       : 'Is the cache reachable from here? Meanwhile every message goes to the store.';
   let answer: unknown;
   try {
-    answer = await bounded(adapter.check(request), timeoutMs);
+    answer = await withTimeout(Promise.resolve(adapter.check(request)), timeoutMs, {
+      error: () => new CheckTimedOut(),
+    });
   } catch (error) {
     const detail =
       error instanceof CheckTimedOut
@@ -137,24 +140,6 @@ export function formatCheck(check: ReadinessCheck): string {
 }
 
 class CheckTimedOut extends Error {}
-
-/** `promise`, or a {@link CheckTimedOut} after `ms`; a late answer (or failure) is dropped. */
-function bounded<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new CheckTimedOut()), ms);
-    (timer as { unref?: () => void }).unref?.();
-    Promise.resolve(promise).then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
-}
 
 function nameOf(adapter: object): string {
   const name = (adapter as { constructor?: { name?: unknown } }).constructor?.name;

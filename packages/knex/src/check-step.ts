@@ -2,6 +2,7 @@
  * What every step of the store's start-up check shares: a bound on how long one statement may take, and
  * the words for what a server answered (an error's own text, a refusal).
  */
+import { withTimeout } from '@idempotent-mq/core/adapter';
 import { isConnectionFailure } from './connection-failure.js';
 import { errorChain } from './error-chain.js';
 
@@ -32,25 +33,7 @@ export function within<T>(
   late?: (value: T) => void,
   ms = CHECK_STEP_MS,
 ): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      reject(new CheckTimeoutError(what, ms));
-    }, ms);
-    timer.unref?.();
-    Promise.resolve(work).then(
-      (value) => {
-        clearTimeout(timer);
-        if (timedOut) late?.(value);
-        else resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        if (!timedOut) reject(error);
-      },
-    );
-  });
+  return withTimeout(work, ms, { error: () => new CheckTimeoutError(what, ms), late });
 }
 
 /** A primitive the server refused, with its own words. */

@@ -19,6 +19,7 @@ import {
   IdempotencyStoreError,
   InconsistentStateError,
   InvalidOptionError,
+  isWellFormedText,
   type ReadinessCheck,
   type ReadinessRequest,
   type RecordInspection,
@@ -27,7 +28,6 @@ import {
   type StoreStep,
   StoreUnavailableError,
   type TokenRef,
-  UnstorableTokenError,
 } from '@idempotent-mq/core/adapter';
 import type { Knex } from 'knex';
 import { isConnectionFailure } from './connection-failure.js';
@@ -177,40 +177,54 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
     }
   }
 
-  override async claim(request: ClaimRequest, tx?: Knex.Transaction): Promise<ClaimResult> {
-    const problem =
-      this.unstorable(request.token) ??
+  /** The token, owner and fingerprint must fit the table's columns, as text the driver stores unaltered. */
+  protected override unstorable(request: ClaimRequest): string | undefined {
+    return (
+      this.unstorableToken(request.token) ??
       tooLong('owner', request.owner, OWNER_LENGTH) ??
       (request.fingerprint === undefined
         ? undefined
-        : tooLong('fingerprint', request.fingerprint, FINGERPRINT_LENGTH));
-    if (problem) throw new UnstorableTokenError(request.token, problem);
-    return this.run('claim', request.token, async () => {
-      const own = tx && this.own(tx, request);
-      if (tx && this.dialect.lockAndInsert) {
-        const attempt = await this.dialect.lockAndInsert(
-          tx,
-          this.lockId(request.token),
-          this.newRow(request, tx),
-          own,
-        );
-        if (attempt.row) {
-          this.notePrecompleted(request, tx);
-          return { status: 'claimed', record: this.record(attempt.row), takeover: false };
-        }
-        const standing = attempt.standing?.row;
-        // A row that stands answers the claim, whoever holds the lock.
-        if (standing && !isExpired(standing, attempt.nowMs)) {
-          return { status: 'exists', record: this.record(standing) };
-        }
-        if (!attempt.acquired) return this.heldElsewhere(request.token, attempt.nowMs, tx, attempt.standing);
-        // The row is expired or gone (or unread): the rest of the claim decides, under the lock.
-      } else if (tx) {
-        const lock = await this.dialect.tryLock(tx, this.lockId(request.token), own);
-        if (lock && !lock.acquired) return this.heldElsewhere(request.token, lock.nowMs, tx);
+        : tooLong('fingerprint', request.fingerprint, FINGERPRINT_LENGTH))
+    );
+  }
+
+  /**
+   * Inside a transaction, the token's lock first, so that two copies never both run the handler: where
+   * the dialect can, the lock and the insert in one statement (PostgreSQL, MariaDB), which answers most
+   * claims outright; else the lock alone (MySQL's `GET_LOCK`, SQLite's writer lock), then the loop.
+   */
+  protected override claimFirst(
+    request: ClaimRequest,
+    tx?: Knex.Transaction,
+  ): Promise<ClaimResult | undefined> | undefined {
+    return tx && this.lockFirst(request, tx);
+  }
+
+  private async lockFirst(request: ClaimRequest, tx: Knex.Transaction): Promise<ClaimResult | undefined> {
+    const own = this.own(tx, request);
+    if (this.dialect.lockAndInsert) {
+      const attempt = await this.dialect.lockAndInsert(
+        tx,
+        this.lockId(request.token),
+        this.newRow(request, tx),
+        own,
+      );
+      if (attempt.row) {
+        this.notePrecompleted(request, tx);
+        return { status: 'claimed', record: this.record(attempt.row), takeover: false };
       }
-      return super.claim(request, tx);
-    });
+      const standing = attempt.standing?.row;
+      // A row that stands answers the claim, whoever holds the lock.
+      if (standing && !isExpired(standing, attempt.nowMs)) {
+        return { status: 'exists', record: this.record(standing) };
+      }
+      if (!attempt.acquired) return this.heldElsewhere(request.token, attempt.nowMs, tx, attempt.standing);
+      // The row is expired or gone (or unread): the loop decides, under the lock.
+      return undefined;
+    }
+    const lock = await this.dialect.tryLock(tx, this.lockId(request.token), own);
+    if (lock && !lock.acquired) return this.heldElsewhere(request.token, lock.nowMs, tx);
+    return undefined;
   }
 
   protected async insertIfAbsent(
@@ -261,8 +275,8 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
   }
 
   async renew(token: TokenRef, owner: string, leaseMs: number, tx?: Knex.Transaction): Promise<boolean> {
-    if (this.unstorable(token)) return false;
-    return this.run('renew', token, async () => {
+    if (this.unstorableToken(token)) return false;
+    return this.guard('renew', token, async () => {
       if (tx) {
         // The claim is uncommitted, or its row is locked by this transaction: no copy can take it over
         // before the commit, and a new lease would become visible only with the completion. Renewing
@@ -289,8 +303,8 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
   }
 
   async complete(request: CompleteRequest, tx?: Knex.Transaction): Promise<boolean> {
-    if (this.unstorable(request.token)) return false;
-    return this.run('complete', request.token, async () => {
+    if (this.unstorableToken(request.token)) return false;
+    return this.guard('complete', request.token, async () => {
       if (tx && this.precompleted.get(tx)?.has(claimId(request.token, request.owner))) {
         // Written completed by the claim in this very transaction: only a result is left to store.
         if (request.result === undefined) return true;
@@ -314,8 +328,8 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
   }
 
   async release(token: TokenRef, owner: string, tx?: Knex.Transaction): Promise<boolean> {
-    if (this.unstorable(token)) return false;
-    return this.run('release', token, async () => {
+    if (this.unstorableToken(token)) return false;
+    return this.guard('release', token, async () => {
       const deleted = await (tx ?? this.knex)(this.table.tableName)
         .where(this.heldWhere(token, owner))
         .delete();
@@ -324,8 +338,8 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
   }
 
   async get(token: TokenRef, tx?: Knex.Transaction): Promise<IdempotencyRecord | undefined> {
-    if (this.unstorable(token)) return undefined;
-    return this.run('read', token, async () => {
+    if (this.unstorableToken(token)) return undefined;
+    return this.guard('read', token, async () => {
       const db = tx ?? this.knex;
       const rows: TokenRow[] = await this.live(
         db,
@@ -336,9 +350,9 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
   }
 
   async getMany(tokens: readonly TokenRef[]): Promise<(IdempotencyRecord | undefined)[]> {
-    const storable = tokens.filter((token) => !this.unstorable(token));
+    const storable = tokens.filter((token) => !this.unstorableToken(token));
     const found = new Map<string, IdempotencyRecord>();
-    await this.run('read', undefined, async () => {
+    await this.guard('read', undefined, async () => {
       for (let i = 0; i < storable.length; i += LOOKUP_CHUNK) {
         const chunk = storable.slice(i, i + LOOKUP_CHUNK);
         const pairs = chunk.map((t) => [this.dialect.bindText(t.scope), this.dialect.bindText(t.key)]);
@@ -368,7 +382,7 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
 
   async purgeExpired(options: { readonly batchSize?: number } = {}): Promise<number> {
     const size = batchSize('batchSize', options.batchSize ?? this.purgeBatchSize);
-    return this.run('purge', undefined, async () => {
+    return this.guard('purge', undefined, async () => {
       let purged = 0;
       for (;;) {
         // Ids first, then a delete by primary key: each statement locks at most one batch of rows, and
@@ -386,8 +400,8 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
 
   /** The token's row as stored, expired or not, with the database's time and the row's id. */
   async inspect(token: TokenRef): Promise<RecordInspection> {
-    return this.run('inspect', token, async () => {
-      const row = this.unstorable(token) ? undefined : await this.rowWithNow(token);
+    return this.guard('inspect', token, async () => {
+      const row = this.unstorableToken(token) ? undefined : await this.rowWithNow(token);
       if (!row) return { now: await this.nowOf(this.knex), location: this.table.tableName };
       return { record: this.record(row), now: toNumber(row.now_ms), location: this.locationOf(row) };
     });
@@ -399,8 +413,8 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
    * so a claim renewed or taken over meanwhile stays; the row is then read again.
    */
   async forget(token: TokenRef, options: ForgetOptions = {}): Promise<ForgetResult> {
-    if (this.unstorable(token)) return { outcome: 'absent' };
-    return this.run('forget', token, async () => {
+    if (this.unstorableToken(token)) return { outcome: 'absent' };
+    return this.guard('forget', token, async () => {
       for (let attempt = 1; attempt <= this.maxClaimAttempts; attempt++) {
         const row = await this.rowWithNow(token);
         if (!row) return { outcome: 'absent' };
@@ -436,7 +450,7 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
       throw new InvalidOptionError('expiringWithinMs', 'a non-negative integer (milliseconds)', within);
     }
     const scope = options.scope;
-    return this.run('stats', undefined, async () => {
+    return this.guard('stats', undefined, async () => {
       // A scope the table cannot hold has no rows.
       if (scope !== undefined && this.textProblem('scope', scope)) {
         return emptyStats(await this.nowOf(this.knex), scope, within);
@@ -617,7 +631,7 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
   }
 
   /** Why the table cannot hold this token exactly, or undefined when it can. */
-  private unstorable(token: TokenRef): string | undefined {
+  private unstorableToken(token: TokenRef): string | undefined {
     return this.textProblem('scope', token.scope) ?? this.textProblem('key', token.key);
   }
 
@@ -636,7 +650,7 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
         ? 'Make the key function of @Idempotent return text without it (encode binary keys as hex or base64)'
         : 'Choose a scope without it (the scope option of @Idempotent)';
     // The driver would re-encode a lone surrogate as U+FFFD, so two different keys could meet.
-    if (/\p{Cs}/u.test(value)) {
+    if (!isWellFormedText(value)) {
       return (
         `the ${what} contains a lone surrogate (not valid Unicode), which the ${this.dialect.label} driver ` +
         `would store as U+FFFD, so that two different ${what}s could meet. ${fix}`
@@ -646,7 +660,12 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
     return char && `the ${what} contains ${char}. ${fix}`;
   }
 
-  private async run<T>(step: StoreStep, token: TokenRef | undefined, fn: () => Promise<T>): Promise<T> {
+  /** Turns a driver's error into the engine's: an outage, a missing table, or a store error. */
+  protected override async guard<T>(
+    step: StoreStep,
+    token: TokenRef | undefined,
+    fn: () => Promise<T>,
+  ): Promise<T> {
     try {
       return await fn();
     } catch (error) {

@@ -16,7 +16,7 @@ export {
   IdempotencyEngine,
   type IdempotencyEngineDeps,
 } from '../idempotency-engine.js';
-export { buildScope, canonicalKey, codePointLength, tokenId } from '../idempotency-key.js';
+export { buildScope, canonicalKey, tokenId } from '../idempotency-key.js';
 export * from '../index.js';
 export { type ClassBinding, classBindings } from '../listener/binding-discovery.js';
 export { DEFAULT_LISTENER, validateListenerOptions } from '../listener/message-listener.decorator.js';
@@ -69,5 +69,7 @@ export type {
 export type { CheckedPort, ReadinessRequest } from '../ports/readiness.js';
 export { formatCheck } from '../readiness-check.js';
 export { scopeOf } from '../scope.js';
+export { codePointLength, cutText, firstCodePoints, isWellFormedText } from '../text.js';
+export { type TimeoutOptions, withTimeout } from '../timeout.js';
 export { injectTraceContext, setTraceContextInjector, type TraceContextInjector } from '../trace-context.js';
 export { isSettlement, isWait, settlementsOf, sleepUnless, type Wait } from '../transport-kit.js';
