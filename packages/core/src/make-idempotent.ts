@@ -12,7 +12,12 @@ import { IdempotencyEngine } from './idempotency-engine.js';
 import { MemoryIdempotencyCache } from './memory/memory-idempotency-cache.js';
 import type { HandlerMethod } from './model/handler-method.js';
 import { checkOptionsObject, functionOption } from './option-checks.js';
-import { type IdempotentOptions, POLICY_OPTIONS, validateIdempotentOptions } from './options.js';
+import {
+  type IdempotencyMode,
+  type IdempotentOptions,
+  POLICY_OPTIONS,
+  validateIdempotentOptions,
+} from './options.js';
 import type { OutcomeListener } from './outcome.js';
 import type { Clock } from './ports/clock.js';
 import type { IdempotencyCache } from './ports/idempotency-cache.js';
@@ -55,11 +60,13 @@ const KNOWN = [...POLICY_OPTIONS, 'key', 'scope', 'scopeVersion', 'fingerprint',
  * );
  * await charge(payment); // a duplicate is skipped; a copy still in flight throws IdempotencyInFlightError
  * ```
+ * With `mode: 'lease'` the function's `ctx.trx` is `undefined`, and a `ctx` typed with a transaction is a
+ * compile error; otherwise `ctx.trx` has the store's transaction type.
  * @throws {@link InvalidOptionError} at once, naming the option, for options out of range or misspelt.
  */
-export function makeIdempotent<M, R, Tx = unknown>(
-  fn: (message: M, ctx: IdempotencyContext<Tx>) => R | Promise<R>,
-  options: MakeIdempotentOptions<M, Tx>,
+export function makeIdempotent<M, R, Tx = unknown, const Mode extends IdempotencyMode = 'auto'>(
+  fn: (message: M, ctx: IdempotencyContext<Mode extends 'lease' ? undefined : Tx>) => R | Promise<R>,
+  options: MakeIdempotentOptions<M, Tx> & { readonly mode?: Mode },
 ): IdempotentFunction<M, Awaited<R>> {
   const where = `makeIdempotent(${fn?.name || 'anonymous'})`;
   if (typeof fn !== 'function')
@@ -107,7 +114,7 @@ export function makeIdempotent<M, R, Tx = unknown>(
     ctor: named[fn.name || 'anonymous'] as HandlerMethod['ctor'],
     method: 'handle',
     options: methodOptions as IdempotentOptions<never>,
-    fn: (message, ctx) => fn(message as M, ctx as IdempotencyContext<Tx>),
+    fn: (message, ctx) => fn(message as M, ctx as IdempotencyContext<Mode extends 'lease' ? undefined : Tx>),
   };
   return async (message: M, delivery?: DeliveryInfo): Promise<Awaited<R>> =>
     resultOf(await engine.execute(target, undefined, message, delivery)) as Awaited<R>;
