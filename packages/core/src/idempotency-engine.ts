@@ -126,7 +126,7 @@ export class IdempotencyEngine {
    *    duplicate, a live claim → in flight, another payload → conflict, an expired claim → takeover;
    * 4. the **handler**, its lease renewed, for at most `maxHandlerMs`;
    * 5. the fenced **completion** (and the commit); a transient failure reruns 3–5 in place;
-   * 6. the **cache write**, after the commit;
+   * 6. the **cache write**, after the commit, sent and not waited for (bounded by `cacheTimeoutMs`);
    * 7. the **outcome**, to every outcome listener.
    *
    * Never throws for an outcome: `failed`, `inFlight` and `conflict` come back as values (the
@@ -404,7 +404,8 @@ export class IdempotencyEngine {
         const { completion, ...decided } = plan.transactional
           ? await this.transaction(call, (tx) => this.claimAndRun(call, token, print, tx))
           : await this.claimAndRun(call, token, print, undefined);
-        if (completion) await this.writeCache(call, token, completion);
+        // Not waited for: the store has committed, and the cache only spares a later copy the store.
+        if (completion) void this.writeCache(call, token, completion);
         return decided;
       } catch (failure) {
         const error = failure instanceof HandlerFailure ? failure.error : failure;
