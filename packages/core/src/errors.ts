@@ -24,6 +24,16 @@ export type IdempotencyErrorCode =
   | 'NOT_READY'
   | 'LISTENER_WIRING';
 
+/**
+ * The base of every error this library throws: `code` is stable (match on it, not on the message),
+ * the message says what happened and the fix. Subclasses carry their context (the token, the record).
+ *
+ * @example
+ * ```ts
+ * try { await consumer.onMessage(m); }
+ * catch (e) { if (e instanceof IdempotencyError && e.code === 'IN_FLIGHT') retryLater(m); else throw e; }
+ * ```
+ */
 export class IdempotencyError extends Error {
   override readonly name: string = 'IdempotencyError';
   constructor(

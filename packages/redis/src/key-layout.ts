@@ -21,6 +21,7 @@ function digest(text: string): string {
 
 const MAX_MEMO_SCOPES = 1024;
 
+/** Names the Redis keys of tokens (`<prefix>{<scope tag>}:<kind>:<key part>`), memoising scope tags; shared by the store and the cache. */
 export class RedisKeyLayout {
   private readonly tags = new Map<string, string>();
 

@@ -60,6 +60,7 @@ function scripts(): Map<ScriptName, Script> {
   return loaded;
 }
 
+/** Runs the store's scripts by name with EVALSHA, loading a script (EVAL) on a node that does not know it yet. */
 export class LuaScripts {
   private readonly scripts = scripts();
 

@@ -75,6 +75,14 @@ interface PendingWrite extends Pending<void> {
 /** Every option's name, so that a misspelt one (`keyprefix`) is refused with the nearest. */
 const CACHE_OPTIONS = ['keyPrefix', 'maxKeyBytes', 'timeoutMs', 'onInvalidValue', 'logger'];
 
+/**
+ * The shared cache of completed tokens on Redis (see the file comment for how it batches by tick).
+ *
+ * @example
+ * ```ts
+ * container.rebind(IDEMPOTENCY_CACHE).toConstantValue(new RedisIdempotencyCache(new Redis(url), { keyPrefix: 'imq:' }));
+ * ```
+ */
 export class RedisIdempotencyCache implements IdempotencyCache {
   /** Where each token is kept; exposed for operators and tests. */
   readonly layout: RedisKeyLayout;

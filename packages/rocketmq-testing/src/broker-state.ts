@@ -57,6 +57,7 @@ interface HandleRef {
   readonly offset: number;
 }
 
+/** The test broker's state without gRPC (see the file comment); the gRPC service reads and changes it. */
 export class BrokerState {
   readonly faults = new BrokerFaults();
   readonly #maxDeliveryAttempts: number;

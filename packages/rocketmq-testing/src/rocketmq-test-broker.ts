@@ -34,6 +34,17 @@ import type {
 
 const HOST = '127.0.0.1';
 
+/**
+ * The gRPC RocketMQ test broker (see the file comment for what it implements and the faults it injects).
+ *
+ * @example
+ * ```ts
+ * const broker = await RocketMQTestBroker.start();
+ * const transport = new RocketMQTransport({ endpoints: broker.endpoints });
+ * // … run the consumer against it …
+ * await broker.close();
+ * ```
+ */
 export class RocketMQTestBroker {
   readonly faults: BrokerFaults;
   readonly #state: BrokerState;

@@ -7,6 +7,12 @@ interface Timer {
   readonly fn: () => void;
 }
 
+/**
+ * A clock that moves only when told: bind it as `IDEMPOTENCY_CLOCK` (and give it to the memory
+ * adapters and the in-memory broker) so that leases, keep-alive, TTLs and backoffs run in a test
+ * without sleeping. `advance(ms)` fires the timers that fall due, in order, letting promises settle
+ * between them.
+ */
 export class FakeClock implements Clock {
   private current: number;
   private timers: Timer[] = [];

@@ -114,6 +114,12 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
+/**
+ * A broker in this process with the at-least-once faults of a real one, seeded: resends, lost acks,
+ * consumer crashes, rebalances, a dead-letter queue per group, `maxDeliveries`, and the injected
+ * clock. `connect()` gives a `MessageTransport` for the listener registry; `advanceUntilIdle()` drives
+ * a FakeClock until nothing is left in flight. For tests and the demo, never production.
+ */
 export class InMemoryBroker {
   /** Deliveries made, by cause. */
   readonly deliveries: Record<DeliveryCause, number> = {

@@ -7,6 +7,11 @@ import type { Clock } from '../ports/clock.js';
 import type { IdempotencyStore, TokenRef } from '../ports/idempotency-store.js';
 import type { IdempotencyLogger } from '../ports/logger.js';
 
+/**
+ * Keeps one claim's lease alive while its handler runs, like bullmq's `LockManager`: renews it every
+ * `keepAliveMs` (a third of the lease by default), stops at {@link LeaseKeeper.stop} or after a renewal
+ * the store refuses (the claim was taken over: this owner is fenced). Made by the engine per claim.
+ */
 export class LeaseKeeper {
   #timer: unknown;
   #stopped = false;

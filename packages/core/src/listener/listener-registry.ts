@@ -97,6 +97,19 @@ interface Planned {
   readonly maxAttempts: number;
 }
 
+/**
+ * Finds every `@MessageListener` class the container knows (NestJS's explorer, for inversify),
+ * checks the store and cache are ready, subscribes each listener through the bound transport, and
+ * turns the engine's answer for each message into a settlement (ack, retry, wait, dead letter) by one
+ * {@link SettlementPolicy}. `start()` once at boot, `stop()` to drain; `health()` for orchestrators.
+ *
+ * @example
+ * ```ts
+ * const registry = container.get(ListenerRegistry);
+ * await registry.start(); // throws ReadinessError, naming the fix, if a store or cache is not ready
+ * process.on('SIGTERM', () => registry.stop());
+ * ```
+ */
 export class ListenerRegistry {
   private transport: MessageTransport | undefined;
   private planned: Planned[] = [];

@@ -51,6 +51,12 @@ const POISON: ReadonlySet<IdempotencyErrorCode> = new Set<IdempotencyErrorCode>(
 /** A wait ends at most this long after the lease it waits for, so that copies do not wake together. */
 const WAIT_JITTER_MAX_MS = 1000;
 
+/**
+ * What a broker should do with a message, given the engine's outcome for it: ack a processed or
+ * duplicate message; a wait (not counted as an attempt) for a copy whose token another copy holds;
+ * a retry with backoff after a failure; a dead letter for poison, or once attempts run out. One
+ * policy for every transport, so that every broker settles the same outcome the same way.
+ */
 export class SettlementPolicy {
   readonly #failures: Required<Backoff>;
   readonly #inFlightDelayMs: number;

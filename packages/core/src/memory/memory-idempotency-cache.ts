@@ -20,6 +20,10 @@ interface Entry {
   readonly expiresAt: number;
 }
 
+/**
+ * An in-process LRU of completed tokens with a TTL, bounded by `maxEntries`: the module's default
+ * cache, and the test double of the Redis cache. Lossy by design: the store is the truth.
+ */
 export class MemoryIdempotencyCache implements IdempotencyCache {
   // A Map iterates in insertion order: re-inserting on read keeps the least recent first.
   private readonly entries = new Map<string, Entry>();

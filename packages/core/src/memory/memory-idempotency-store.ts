@@ -97,6 +97,12 @@ export interface MemoryIdempotencyStoreOptions extends BaseIdempotencyStoreOptio
 
 type MutableRecord = { -readonly [K in keyof IdempotencyRecord]: IdempotencyRecord[K] };
 
+/**
+ * The store in this process's memory, with the SQL store's contract (atomic claims, leases, fencing,
+ * transactions whose claim and completion commit or roll back together): for tests, the demo and
+ * single-process tools. Its records die with the process, and no other process sees them; bounded by
+ * `maxRecords` (the oldest completed records are forgotten first, never a claim).
+ */
 export class MemoryIdempotencyStore extends BaseIdempotencyStore<MemoryTransaction> {
   private readonly records = new Map<string, MutableRecord>();
   /**

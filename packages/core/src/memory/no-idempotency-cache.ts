@@ -5,6 +5,7 @@
 import type { CachedCompletion, IdempotencyCache } from '../ports/idempotency-cache.js';
 import type { ReadinessCheck } from '../ports/readiness.js';
 
+/** The cache that remembers nothing (see the file comment): bind it as `IDEMPOTENCY_CACHE` to go to the store every time. */
 export class NoIdempotencyCache implements IdempotencyCache {
   /** Nothing to reach. Always ready. */
   async check(): Promise<readonly ReadinessCheck[]> {

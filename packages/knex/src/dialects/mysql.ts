@@ -69,6 +69,7 @@ async function setSessionIdleLimit(trx: Knex.Transaction, ms: number): Promise<v
   if (known) idleLimits.set(connection, seconds);
 }
 
+/** The store's SQL for MySQL and MariaDB (InnoDB), as the file comment describes. Internal: chosen by `KnexIdempotencyStore`. */
 export class MysqlDialect implements Dialect {
   readonly name = 'mysql';
   readonly label = 'MySQL/MariaDB';

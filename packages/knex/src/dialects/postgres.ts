@@ -52,6 +52,7 @@ type LockedRead = { lock_acquired: boolean; lock_now_ms: unknown } & TokenRow;
  */
 const IDLE_LIMIT = "set_config('idle_in_transaction_session_timeout', ?::text, true)";
 
+/** The store's SQL for PostgreSQL, as the file comment describes. Internal: chosen by `KnexIdempotencyStore`. */
 export class PostgresDialect extends ReturningDialect {
   readonly name = 'postgresql';
   readonly label = 'PostgreSQL';

@@ -15,6 +15,7 @@ import {
   type OwnTransaction,
 } from './dialect.js';
 
+/** The SQL that PostgreSQL and SQLite share (`RETURNING *`); each subclass adds its own locking and text rules. */
 export abstract class ReturningDialect implements Dialect {
   abstract readonly name: Dialect['name'];
   abstract readonly label: string;

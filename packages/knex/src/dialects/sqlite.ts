@@ -11,6 +11,7 @@ import { within } from '../check-step.js';
 import type { TokenRow } from '../token-row.js';
 import { ReturningDialect } from './returning-dialect.js';
 
+/** The store's SQL for SQLite, as the file comment describes. Internal: chosen by `KnexIdempotencyStore`. */
 export class SqliteDialect extends ReturningDialect {
   readonly name = 'sqlite';
   readonly label = 'SQLite';
