@@ -11,6 +11,7 @@ import { MemoryIdempotencyCache, MemoryIdempotencyStore } from '@idempotent-mq/c
 import { type ChartRow, renderChart } from './chart.js';
 import { compare, median } from './measure.js';
 import { connect, scenarios } from './scenarios.js';
+import { runVolume, volumeOptions } from './volume.js';
 
 interface Result {
   readonly name: string;
@@ -97,9 +98,18 @@ async function redraw(): Promise<void> {
 
 async function main() {
   const { values } = parseArgs({
-    options: { quick: { type: 'boolean' }, only: { type: 'string' }, redraw: { type: 'boolean' } },
+    options: {
+      quick: { type: 'boolean' },
+      only: { type: 'string' },
+      redraw: { type: 'boolean' },
+      // The volume benchmark (volume.ts), only when asked: it fills millions of rows.
+      volume: { type: 'boolean' },
+      'volume-rows': { type: 'string' },
+      'volume-only': { type: 'string' },
+    },
   });
   if (values.redraw) return redraw();
+  if (values.volume) return runVolume(volumeOptions(values));
   const quick = values.quick ?? false;
   // Rounds alternate the two sides; the ratio reported is their median, with the spread beside it.
   const timing = quick
