@@ -4,42 +4,11 @@
  * listener that consumes them, so that `dlq redrive` can look each message's token up first.
  */
 import type { IdempotencyKeyValue, TransportMessage } from '@idempotent-mq/core';
+import type { DeadLetter, DeadLetterSource } from '@idempotent-mq/core/adapter';
 
-/** One dead-lettered message, broker-neutral. */
-export interface DeadLetter {
-  /** Unique within its source: what `dlq redrive --id` selects. */
-  readonly id: string;
-  /** The topic (subject, exchange) it was published to. */
-  readonly topic: string;
-  /** The consumer group that gave up on it. */
-  readonly consumerGroup: string;
-  /** The message's business keys: what `@Idempotent({ key: (m) => m.keys })` reads. */
-  readonly keys: readonly string[];
-  readonly messageId?: string;
-  /** Why it was dead-lettered, as the transport recorded it. */
-  readonly reason?: string;
-  /** When it was dead-lettered (epoch ms), if the transport says. */
-  readonly deadLetteredAt?: number;
-  /** Its delivery attempt when it was given up on, if the transport says. */
-  readonly deliveryAttempt?: number;
-  /** The message itself, for the source's `redrive` and for a config's `key` function. */
-  readonly message?: unknown;
-}
-
-/** Where dead letters are read and re-published: one per transport (and dead-letter queue). */
-export interface DeadLetterSource {
-  /** For people: `in-memory broker`, `RabbitMQ queue orders.billing.dlq`. */
-  readonly description?: string;
-  /** The dead letters waiting now. */
-  list(): Promise<readonly DeadLetter[]>;
-  /**
-   * Publishes the message again for its consumer group. A source that can should then remove it from
-   * its dead letters (ack it, delete it), so that the next `list` does not show it again.
-   */
-  redrive(letter: DeadLetter): Promise<void>;
-  /** Releases the source's connections; called once the command is done. */
-  close?(): Promise<void>;
-}
+// The shape is core's, so that the transport packages' sources (`rabbitMQDeadLetterSource`,
+// `natsDeadLetterSource`) satisfy it without depending on the CLI.
+export type { DeadLetter, DeadLetterSource } from '@idempotent-mq/core/adapter';
 
 /** A dead-letter source as the config names it, with what tells each letter's token. */
 export interface DeadLetterSourceConfig {

@@ -8,7 +8,21 @@ export type NatsErrorCode =
   | 'BODY_ENCODING_FAILED'
   | 'NOT_STARTED';
 
-/** The base of every error this package raises. */
+/**
+ * The base of every error the NATS transport and publisher raise (option errors are core's
+ * `InvalidOptionError`). `code` is stable, safe to match on in metrics and alerts; the message says
+ * what to do.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await transport.subscribe(spec);
+ * } catch (error) {
+ *   if (error instanceof NatsError && error.code === 'LAYOUT_CONFLICT') alertOperators(error.message);
+ *   throw error;
+ * }
+ * ```
+ */
 export class NatsError extends Error {
   override readonly name: string = 'NatsError';
   constructor(

@@ -3,6 +3,7 @@
 /** The one backoff of the project (core's), re-exported for `fetchBackoff` and `failureBackoff`. */
 export type { Backoff } from '@idempotent-mq/core/adapter';
 export { type BodyCodec, decodeBody, encodeBody } from './codec.js';
+export { type NatsDeadLetterSourceOptions, natsDeadLetterSource } from './dead-letter-source.js';
 export {
   BodyEncodingError,
   MissingMessageKeyError,

@@ -1,13 +1,9 @@
 /**
- * `@NatsListener`: `@MessageListener` with NATS JetStream's own options. Metadata only: it records the
- * options through core's `setMessageListener`, where the listener registry finds them; the registry
- * hands them back to the transport as `SubscriptionSpec.listener`.
+ * `@NatsListener`: `@MessageListener` with NATS JetStream's own options. Metadata only: core's
+ * `transportListener` records the options where the listener registry finds them (a misspelt name
+ * refused first); the registry hands them back to the transport as `SubscriptionSpec.listener`.
  */
-import {
-  type MessageListenerOptions,
-  setMessageListener,
-  validateListenerOptions,
-} from '@idempotent-mq/core/adapter';
+import { type MessageListenerOptions, transportListener } from '@idempotent-mq/core/adapter';
 import type { BodyCodec } from './codec.js';
 import { checkNatsListener } from './nats-profile.js';
 
@@ -63,16 +59,14 @@ export interface NatsListenerMetadata extends NatsListenerOptions {
  * subject and durable name rules, `filterSubject` (within the topic), `stream`, `codec`, `deliverPolicy`.
  */
 export function NatsListener(options: NatsListenerOptions) {
-  return (target: abstract new (...args: never[]) => unknown): void => {
-    const where = `@NatsListener(${target.name})`;
-    validateListenerOptions({ ...options, filter: options?.filterSubject }, where);
-    // The same rules the transport's profile applies at start-up, here when the class is defined.
-    checkNatsListener(options as unknown as Readonly<Record<string, unknown>>, where);
-    const metadata: NatsListenerMetadata = {
-      ...options,
-      transport: 'nats',
-      filter: options.filterSubject ?? '*',
-    };
-    setMessageListener(target, metadata);
-  };
+  return decorateNats(options);
 }
+
+/** `@NatsListener` is core's transport listener decorator with NATS JetStream's options and rules. */
+const decorateNats = transportListener({
+  decorator: '@NatsListener',
+  transport: 'nats',
+  filterOption: 'filterSubject',
+  options: ['filterSubject', 'stream', 'codec', 'deliverPolicy'],
+  check: checkNatsListener,
+});

@@ -3,7 +3,7 @@
  * `TransportProfile`), and its rules for listeners — subjects, durable names, subject filters — written
  * once for `@NatsListener`, the profile and the transport's own checks.
  */
-import { InvalidOptionError, type TransportProfile } from '@idempotent-mq/core/adapter';
+import { enumOption, InvalidOptionError, type TransportProfile } from '@idempotent-mq/core/adapter';
 import { BODY_CODECS } from './codec.js';
 
 /**
@@ -135,9 +135,7 @@ export function checkNatsListener(listener: Readonly<Record<string, unknown>>, w
   }
   const { stream, codec, deliverPolicy } = listener;
   if (stream !== undefined) checkName(stream, `${where}.stream`, 'stream');
-  if (codec !== undefined && !BODY_CODECS.includes(codec as never)) {
-    throw new InvalidOptionError(`${where}.codec`, BODY_CODECS.map((c) => `'${c}'`).join(' | '), codec);
-  }
+  enumOption(where, 'codec', codec, BODY_CODECS);
   if (deliverPolicy !== undefined && deliverPolicy !== 'all' && deliverPolicy !== 'new') {
     throw new InvalidOptionError(
       `${where}.deliverPolicy`,

@@ -3,15 +3,14 @@
  * The key goes in `Nats-Msg-Id`, so the stream's duplicate window drops an exact resend (a retry after
  * a lost publish ack), and every key in a header of ours, so consumers read them back as `keys`.
  */
-import { InvalidOptionError } from '@idempotent-mq/core';
+import { checkOptionsObject, codecOption, integerOption, publishedKeys } from '@idempotent-mq/core/adapter';
 import { type JetStreamClient, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
-import { BODY_CODECS, type BodyCodec, encodeBody } from './codec.js';
+import { type BodyCodec, encodeBody } from './codec.js';
 import { BodyEncodingError, MissingMessageKeyError, NatsStartupError, NotStartedError } from './errors.js';
 import { encodeKeys, KEYS_HEADER } from './headers.js';
 import { checkSubject } from './nats-profile.js';
 import {
-  integer,
   type NatsConnectionSource,
   type ResolvedConnectionSource,
   resolveConnectionSource,
@@ -30,6 +29,8 @@ export interface NatsPublisherOptions extends NatsConnectionSource {
   readonly retries?: number;
 }
 
+const PUBLISHER_OPTIONS: readonly string[] = ['codec', 'timeoutMs', 'retries'];
+
 /** One message to publish. */
 export interface PublishRequest<B = unknown> {
   /** The subject (no wildcards); a stream must capture it. */
@@ -40,6 +41,8 @@ export interface PublishRequest<B = unknown> {
   /** Headers of your own, sent as they are. */
   readonly headers?: Readonly<Record<string, string>>;
 }
+
+const REQUEST_FIELDS: readonly string[] = ['topic', 'keys', 'body', 'headers'];
 
 /** What the stream said of a publish. */
 export interface PublishReceipt {
@@ -76,13 +79,15 @@ export class NatsPublisher {
 
   /** Validates every option now, naming the one that is wrong. */
   constructor(options: NatsPublisherOptions) {
-    this.#source = resolveConnectionSource(options, 'NatsPublisher');
-    this.#codec = options.codec ?? 'json';
-    if (!BODY_CODECS.includes(this.#codec)) {
-      throw new InvalidOptionError('NatsPublisher.codec', "'json' | 'utf8' | 'buffer'", this.#codec);
-    }
-    this.#timeoutMs = integer('NatsPublisher.timeoutMs', options.timeoutMs, 5000, 100, 600_000);
-    this.#retries = integer('NatsPublisher.retries', options.retries, 3, 1, 100);
+    const prefix = 'NatsPublisher';
+    this.#source = resolveConnectionSource(options, prefix, PUBLISHER_OPTIONS);
+    this.#codec = codecOption(prefix, 'codec', options.codec, 'json');
+    this.#timeoutMs = integerOption(prefix, 'timeoutMs', options.timeoutMs, {
+      min: 100,
+      max: 600_000,
+      fallback: 5000,
+    });
+    this.#retries = integerOption(prefix, 'retries', options.retries, { min: 1, max: 100, fallback: 3 });
   }
 
   /**
@@ -131,7 +136,12 @@ export class NatsPublisher {
    * business key; rejects if no stream captures the subject or none answers within `timeoutMs`.
    */
   async send<B>(request: PublishRequest<B>): Promise<PublishReceipt> {
-    const keys = checkKeys(request);
+    const keys = publishedKeys(
+      request?.keys,
+      (reason) => new MissingMessageKeyError(String(request?.topic), reason),
+      { singleLine: true },
+    );
+    checkOptionsObject(request, REQUEST_FIELDS, 'NatsPublisher.send');
     checkSubject(request.topic, 'NatsPublisher.send.topic', false);
     let body: Buffer;
     try {
@@ -163,21 +173,4 @@ export class NatsPublisher {
     if (!nc || this.#source.connection || nc.isClosed()) return;
     await nc.drain().catch(() => nc.close());
   }
-}
-
-function checkKeys(request: PublishRequest): string[] {
-  const topic = String(request?.topic);
-  const raw = request?.keys;
-  const keys = typeof raw === 'string' ? [raw] : Array.isArray(raw) ? [...(raw as unknown[])] : undefined;
-  if (keys === undefined)
-    throw new MissingMessageKeyError(topic, `"keys" is ${raw === undefined ? 'missing' : typeof raw}`);
-  if (keys.length === 0) throw new MissingMessageKeyError(topic, '"keys" is an empty array');
-  keys.forEach((key, i) => {
-    if (typeof key !== 'string')
-      throw new MissingMessageKeyError(topic, `key #${i} is ${typeof key}, not a string`);
-    if (key.trim() === '') throw new MissingMessageKeyError(topic, `key #${i} is blank`);
-    if (/[\r\n]/.test(key))
-      throw new MissingMessageKeyError(topic, `key #${i} spans lines (a header cannot)`);
-  });
-  return keys as string[];
 }

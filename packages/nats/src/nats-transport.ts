@@ -20,13 +20,14 @@
  */
 import {
   backoffDelay,
+  carryOutInPlace,
+  handleReceivedBatch,
   InvalidOptionError,
-  isWait,
   type MessageTransport,
+  type ReceivedMessage,
   type Settlement,
   type SubscriptionSpec,
   settlementsOf,
-  sleepUnless,
   type TransportMessage,
   type TransportProfile,
 } from '@idempotent-mq/core/adapter';
@@ -81,8 +82,6 @@ function payloadOf(reply: Reply): string {
   if (reply.kind === 'term') return '+TERM';
   return reply.delayMs > 0 ? `-NAK ${JSON.stringify({ delay: nanos(reply.delayMs) })}` : '-NAK';
 }
-
-/** A retry that spends no attempt: carried out in place. */
 
 /** What a subscription reads and how, from its spec and the transport's options. */
 interface Plan {
@@ -497,74 +496,46 @@ class Subscription {
   }
 
   /** Each message holds its slot until its final settlement, waits in place included. */
-  async #handleBatch(batch: Held[]): Promise<void> {
-    const release = (held: Held) => {
-      if (!this.#held.delete(held)) return;
-      this.#busy--;
-      this.#wakeLoop?.();
-      this.#scheduleDispatch();
-    };
-    try {
-      const decoded: { held: Held; message: TransportMessage }[] = [];
-      const settled: Promise<void>[] = [];
-      for (const held of batch) {
-        if (this.#isStale(held)) {
-          // Queued past its ack_wait (a long outage): JetStream gives it out again; not handled here.
-          this.#log('warn', `message ${idOf(held.msg)} went stale before a slot freed; left to JetStream`);
-          release(held);
-          continue;
-        }
-        const result = toTransportMessage(held.msg, this.options.codec);
-        if (result.ok) decoded.push({ held, message: result.message });
-        else {
-          const poison: Settlement = { action: 'deadLetter', reason: result.reason };
-          settled.push(this.#settle(held, poison).finally(() => release(held)));
-        }
-      }
-      if (decoded.length > 0) {
-        const settlements = await this.#callHandler(decoded.map((d) => d.message));
-        decoded.forEach((d, i) => {
-          const settlement = settlements[i] as Settlement;
-          settled.push(this.#carryOut(d.held, d.message, settlement).finally(() => release(d.held)));
-        });
-      }
-      await Promise.all(settled);
-    } finally {
-      for (const held of batch) release(held);
-    }
+  #handleBatch(batch: Held[]): Promise<void> {
+    return handleReceivedBatch(batch, {
+      decode: (held) => {
+        if (!this.#isStale(held)) return toTransportMessage(held.msg, this.options.codec);
+        // Queued past its ack_wait (a long outage): JetStream gives it out again; not handled here.
+        this.#log('warn', `message ${idOf(held.msg)} went stale before a slot freed; left to JetStream`);
+        return undefined;
+      },
+      handle: (messages) => this.#callHandler(messages),
+      settle: (held, settlement) => this.#settle(held, settlement),
+      carryOut: (held, message, settlement) => this.#carryOut(held, message, settlement),
+      release: (held) => {
+        if (!this.#held.delete(held)) return;
+        this.#busy--;
+        this.#wakeLoop?.();
+        this.#scheduleDispatch();
+      },
+    });
   }
 
   /**
-   * Carries out the registry's settlement. A wait is carried out in place, as many times as the registry
-   * answers one: the message stays held (renewed), and after the delay it goes to `handle` again with
-   * the same delivery attempt. Only a settlement that is not a wait reaches JetStream.
+   * Carries out the registry's settlement (core's `carryOutInPlace`): a wait is held here, renewed, and
+   * goes to `handle` again after the delay with the same delivery attempt, unless it went stale
+   * meanwhile; only a settlement that is not a wait reaches JetStream.
    */
-  async #carryOut(held: Held, message: TransportMessage, first: Settlement): Promise<void> {
-    let settlement = first;
-    while (isWait(settlement)) {
-      const wait = settlement;
-      if (!this.#running) {
-        await this.#settle(held, wait, `${wait.reason}; handed back to JetStream at stop()`);
-        return;
-      }
-      this.#report(held, wait, { ok: true, inPlace: true });
-      const wakeAt = Date.now() + wait.delayMs;
-      await sleepUnless(wait.delayMs, this.#stopping.signal);
-      if (this.#dead) return;
-      if (!this.#running) {
-        // Stopping: the message cannot be held, so JetStream gets it for the rest of its wait. It counts
-        // the delivery when the message comes back, as it would after a crash.
-        const rest = { ...wait, delayMs: Math.max(0, wakeAt - Date.now()) };
-        await this.#settle(held, rest, `${wait.reason}; handed back to JetStream at stop()`);
-        return;
-      }
-      if (this.#isStale(held)) {
+  #carryOut(held: Held, message: TransportMessage, first: Settlement): Promise<void> {
+    return carryOutInPlace(first, {
+      running: () => this.#running,
+      dead: () => this.#dead,
+      stopping: this.#stopping.signal,
+      holding: (wait) => this.#report(held, wait, { ok: true, inPlace: true }),
+      lost: (wait) => {
+        if (!this.#isStale(held)) return false;
         this.#report(held, wait, { ok: false, stale: true });
-        return;
-      }
-      settlement = (await this.#callHandler([message]))[0] as Settlement;
-    }
-    await this.#settle(held, settlement);
+        return true;
+      },
+      handleAgain: async () => (await this.#callHandler([message]))[0] as Settlement,
+      settle: (settlement) => this.#settle(held, settlement),
+      handBack: (wait) => this.#settle(held, wait, `${wait.reason}; handed back to JetStream at stop()`),
+    });
   }
 
   /** The subscription's handler; a throw or a malformed answer becomes a failure retry for each. */
@@ -793,10 +764,8 @@ class Subscription {
 
 type Outcome = { ok: boolean; stale?: boolean; error?: unknown };
 
-type Mapped = { ok: true; message: TransportMessage } | { ok: false; reason: string };
-
 /** A JetStream message as handlers see it; a body that cannot be decoded is a reason to dead-letter. */
-function toTransportMessage(msg: JsMsg, codec: BodyCodec): Mapped {
+function toTransportMessage(msg: JsMsg, codec: BodyCodec): ReceivedMessage {
   const decoded = decodeBody(codec, msg.data);
   if (!decoded.ok) return { ok: false, reason: decoded.reason };
   const info = msg.info;

@@ -1,20 +1,23 @@
 /** Options of the transport and the publisher, documented field by field, validated once at construction. */
 import {
   type Backoff,
+  backoffOption,
+  CONSOLE_WARNINGS,
   type SettledEvent as CoreSettledEvent,
-  checkBackoff,
+  checkOptionsObject,
+  codecOption,
+  functionOption,
   InvalidOptionError,
+  integerOption,
+  loggerOption,
+  type TransportLogger,
 } from '@idempotent-mq/core/adapter';
 import type { NatsConnection, NodeConnectionOptions } from '@nats-io/transport-node';
-import { BODY_CODECS, type BodyCodec } from './codec.js';
+import type { BodyCodec } from './codec.js';
 import { checkName, checkSubject } from './nats-profile.js';
 
 /** A logger the transport writes to; `console` and core's `ConsoleLogger` fit. */
-export interface NatsLogger {
-  info(...args: unknown[]): void;
-  warn(...args: unknown[]): void;
-  error(...args: unknown[]): void;
-}
+export type NatsLogger = TransportLogger;
 
 /** Where a client gets its connection: servers to connect to, or a connection you own. */
 export interface NatsConnectionSource {
@@ -140,21 +143,47 @@ export interface ResolvedTransportOptions extends ResolvedConnectionSource {
   readonly onSettled?: (event: SettledEvent) => void;
 }
 
-const consoleWarnings: NatsLogger = {
-  info: () => undefined,
-  warn: (...args) => console.warn(...args),
-  error: (...args) => console.error(...args),
-};
+/** The names every client of ours takes (see {@link NatsConnectionSource}). */
+const CONNECTION_OPTIONS: readonly string[] = [
+  'servers',
+  'connection',
+  'connectOptions',
+  'startupTimeoutMs',
+  'logger',
+];
 
-/** Checks where the connection comes from; `prefix` names the client in errors. */
+const TRANSPORT_OPTIONS: readonly string[] = [
+  'stream',
+  'codec',
+  'ackWaitMs',
+  'renewIntervalMs',
+  'batchSize',
+  'fetchExpiresMs',
+  'maxAckPending',
+  'deadLetterSubjectPrefix',
+  'deadLetterStream',
+  'fetchBackoff',
+  'failureBackoff',
+  'settleTimeoutMs',
+  'settleAttempts',
+  'onSettled',
+];
+
+/**
+ * Checks where the connection comes from; `prefix` names the client in errors. The options object's
+ * names must all be the connection's or one of `ownNames` (the client's own).
+ * Without `ownNames` the caller checks the names itself (a client with options of its own elsewhere).
+ */
 export function resolveConnectionSource(
   options: NatsConnectionSource,
   prefix: string,
+  ownNames?: readonly string[],
 ): ResolvedConnectionSource {
   if (typeof options !== 'object' || options === null) {
     throw new InvalidOptionError(prefix, 'an options object', options);
   }
-  const { servers, connection, connectOptions, logger } = options;
+  if (ownNames) checkOptionsObject(options, [...CONNECTION_OPTIONS, ...ownNames], prefix);
+  const { servers, connection, connectOptions } = options;
   if ((servers === undefined) === (connection === undefined)) {
     throw new InvalidOptionError(
       `${prefix}.servers`,
@@ -193,42 +222,36 @@ export function resolveConnectionSource(
   if (connectOptions !== undefined && (typeof connectOptions !== 'object' || connectOptions === null)) {
     throw new InvalidOptionError(`${prefix}.connectOptions`, 'NATS connection options', connectOptions);
   }
-  if (
-    logger !== undefined &&
-    (typeof logger?.info !== 'function' ||
-      typeof logger.warn !== 'function' ||
-      typeof logger.error !== 'function')
-  ) {
-    throw new InvalidOptionError(`${prefix}.logger`, 'an object with info, warn and error methods', logger);
-  }
+  const logger = loggerOption(prefix, 'logger', options.logger);
   return {
     ...(list ? { servers: list } : {}),
     ...(connection ? { connection } : {}),
     connectOptions: { maxReconnectAttempts: -1, reconnectTimeWait: 500, ...connectOptions },
-    startupTimeoutMs: integer(`${prefix}.startupTimeoutMs`, options.startupTimeoutMs, 10_000, 100, 600_000),
-    logger: logger ?? consoleWarnings,
+    startupTimeoutMs: integerOption(prefix, 'startupTimeoutMs', options.startupTimeoutMs, {
+      min: 100,
+      max: 600_000,
+      fallback: 10_000,
+    }),
+    logger: logger ?? CONSOLE_WARNINGS,
   };
 }
 
 /** Checks every transport option now, naming the one that is wrong and the range it accepts. */
 export function resolveTransportOptions(options: NatsTransportOptions): ResolvedTransportOptions {
   const prefix = 'NatsTransport';
-  const source = resolveConnectionSource(options, prefix);
-  const codec = options.codec ?? 'json';
-  if (!BODY_CODECS.includes(codec)) {
-    throw new InvalidOptionError(`${prefix}.codec`, BODY_CODECS.map((c) => `'${c}'`).join(' | '), codec);
-  }
-  if (options.onSettled !== undefined && typeof options.onSettled !== 'function') {
-    throw new InvalidOptionError(`${prefix}.onSettled`, 'a function', options.onSettled);
-  }
-  const ackWaitMs = integer(`${prefix}.ackWaitMs`, options.ackWaitMs, 30_000, 1000, 12 * 3_600_000);
-  const renewIntervalMs = integer(
-    `${prefix}.renewIntervalMs`,
-    options.renewIntervalMs,
-    Math.floor(ackWaitMs / 3),
-    100,
-    Math.floor(ackWaitMs / 2),
-  );
+  const source = resolveConnectionSource(options, prefix, TRANSPORT_OPTIONS);
+  const codec = codecOption(prefix, 'codec', options.codec, 'json');
+  functionOption(prefix, 'onSettled', options.onSettled);
+  const ackWaitMs = integerOption(prefix, 'ackWaitMs', options.ackWaitMs, {
+    min: 1000,
+    max: 12 * 3_600_000,
+    fallback: 30_000,
+  });
+  const renewIntervalMs = integerOption(prefix, 'renewIntervalMs', options.renewIntervalMs, {
+    min: 100,
+    max: Math.floor(ackWaitMs / 2),
+    fallback: Math.floor(ackWaitMs / 3),
+  });
   const deadLetterSubjectPrefix = checkSubject(
     options.deadLetterSubjectPrefix ?? 'imq.dlq',
     `${prefix}.deadLetterSubjectPrefix`,
@@ -242,34 +265,41 @@ export function resolveTransportOptions(options: NatsTransportOptions): Resolved
     codec,
     ackWaitMs,
     renewIntervalMs,
-    batchSize: integer(`${prefix}.batchSize`, options.batchSize, 16, 1, 256),
-    fetchExpiresMs: integer(`${prefix}.fetchExpiresMs`, options.fetchExpiresMs, 3000, 1000, 60_000),
-    maxAckPending: integer(`${prefix}.maxAckPending`, options.maxAckPending, 1000, 1, 1_000_000),
+    batchSize: integerOption(prefix, 'batchSize', options.batchSize, { min: 1, max: 256, fallback: 16 }),
+    fetchExpiresMs: integerOption(prefix, 'fetchExpiresMs', options.fetchExpiresMs, {
+      min: 1000,
+      max: 60_000,
+      fallback: 3000,
+    }),
+    maxAckPending: integerOption(prefix, 'maxAckPending', options.maxAckPending, {
+      min: 1,
+      max: 1_000_000,
+      fallback: 1000,
+    }),
     deadLetterSubjectPrefix,
     deadLetterStream: checkName(
       options.deadLetterStream ?? 'IMQ_DLQ',
       `${prefix}.deadLetterStream`,
       'stream',
     ),
-    fetchBackoff: checkBackoff(`${prefix}.fetchBackoff`, options.fetchBackoff, {
+    fetchBackoff: backoffOption(prefix, 'fetchBackoff', options.fetchBackoff, {
       initialMs: 200,
       maxMs: 5000,
     }),
-    failureBackoff: checkBackoff(`${prefix}.failureBackoff`, options.failureBackoff, {
+    failureBackoff: backoffOption(prefix, 'failureBackoff', options.failureBackoff, {
       initialMs: 1000,
       maxMs: 60_000,
     }),
-    settleTimeoutMs: integer(`${prefix}.settleTimeoutMs`, options.settleTimeoutMs, 5000, 100, 60_000),
-    settleAttempts: integer(`${prefix}.settleAttempts`, options.settleAttempts, 3, 1, 20),
+    settleTimeoutMs: integerOption(prefix, 'settleTimeoutMs', options.settleTimeoutMs, {
+      min: 100,
+      max: 60_000,
+      fallback: 5000,
+    }),
+    settleAttempts: integerOption(prefix, 'settleAttempts', options.settleAttempts, {
+      min: 1,
+      max: 20,
+      fallback: 3,
+    }),
     ...(options.onSettled ? { onSettled: options.onSettled } : {}),
   };
-}
-
-/** An integer option from `min` to `max`, or its default when absent. */
-export function integer(option: string, value: unknown, fallback: number, min: number, max: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidOptionError(option, `an integer from ${min} to ${max}`, value);
-  }
-  return value;
 }

@@ -209,3 +209,121 @@ describe('NatsPublisher', () => {
     invalid(() => new NatsPublisher({ servers, timeoutMs: 0 }), 'NatsPublisher.timeoutMs', /from 100/);
   });
 });
+
+describe('misspelt names and options that are not objects', () => {
+  /** The error `run` throws, with its option and message. */
+  function refusal(run: () => unknown): InvalidOptionError {
+    try {
+      run();
+    } catch (error) {
+      if (error instanceof InvalidOptionError) return error;
+      throw error;
+    }
+    throw new Error('expected an InvalidOptionError');
+  }
+
+  it('a misspelt transport option is refused with the nearest name, its value shown as given', () => {
+    const batch = refusal(() => new NatsTransport({ servers, batchsize: 8 } as never));
+    expect(batch.option).toBe('NatsTransport.batchsize');
+    expect(batch.message).toBe(
+      'Invalid option "NatsTransport.batchsize": expected no such option; did you mean "batchSize"?, got 8.',
+    );
+    expect(refusal(() => new NatsTransport({ servers, ackWaitMS: '30s' } as never)).message).toMatch(
+      /"NatsTransport\.ackWaitMS": expected no such option; did you mean "ackWaitMs"\?, got "30s"/,
+    );
+    expect(refusal(() => new NatsTransport({ servers, startupTimeout: 5000 } as never)).message).toMatch(
+      /did you mean "startupTimeoutMs"/,
+    );
+  });
+
+  it('a misspelt name inside a backoff is refused too', () => {
+    const error = refusal(
+      () => new NatsTransport({ servers, fetchBackoff: { initialMS: 10, maxMs: 100 } } as never),
+    );
+    expect(error.option).toBe('NatsTransport.fetchBackoff.initialMS');
+    expect(error.message).toMatch(/did you mean "initialMs"\?, got 10/);
+  });
+
+  it('a misspelt publisher option or publish field is refused before any I/O', async () => {
+    expect(refusal(() => new NatsPublisher({ servers, timeoutMS: 100 } as never)).option).toBe(
+      'NatsPublisher.timeoutMS',
+    );
+    const publisher = new NatsPublisher({ servers });
+    await expect(
+      publisher.send({ topic: 'orders.created', keys: 'k', body: {}, header: { a: 'b' } } as never),
+    ).rejects.toThrow(/"NatsPublisher\.send\.header": expected no such option; did you mean "headers"/);
+  });
+
+  it('a misspelt listener option is refused when the class is defined', () => {
+    const error = refusal(() => {
+      @NatsListener({ topic: 'orders.created', consumerGroup: 'billing', concurency: 4 } as never)
+      class Misspelt {}
+      return Misspelt;
+    });
+    expect(error.option).toBe('@NatsListener(Misspelt).concurency');
+    expect(error.message).toMatch(/did you mean "concurrency"\?, got 4/);
+  });
+
+  it('options that are not an object are refused, naming the client', () => {
+    for (const given of [undefined, null, 'nats://127.0.0.1:4222', ['127.0.0.1:4222'], 4222]) {
+      const transport = refusal(() => new NatsTransport(given as never));
+      expect(transport.option).toBe('NatsTransport');
+      expect(transport.accepted).toBe('an options object');
+      expect(refusal(() => new NatsPublisher(given as never)).option).toBe('NatsPublisher');
+    }
+    expect(refusal(() => new NatsTransport({ servers, failureBackoff: [1000] } as never)).option).toBe(
+      'NatsTransport.failureBackoff',
+    );
+  });
+
+  it('every documented option, spelt right, still passes', async () => {
+    const quiet = { info() {}, warn() {}, error() {} };
+    expect(
+      () =>
+        new NatsTransport({
+          servers: ['127.0.0.1:1'],
+          connectOptions: { name: 'billing' },
+          startupTimeoutMs: 1000,
+          logger: quiet,
+          stream: 'ORDERS',
+          codec: 'utf8',
+          ackWaitMs: 30_000,
+          renewIntervalMs: 10_000,
+          batchSize: 8,
+          fetchExpiresMs: 2000,
+          maxAckPending: 100,
+          deadLetterSubjectPrefix: 'dlq',
+          deadLetterStream: 'DLQ',
+          fetchBackoff: { initialMs: 100, maxMs: 1000, multiplier: 2, jitter: 0.1 },
+          failureBackoff: { initialMs: 1000, maxMs: 60_000 },
+          settleTimeoutMs: 1000,
+          settleAttempts: 2,
+          onSettled: () => undefined,
+        }),
+    ).not.toThrow();
+    const publisher = new NatsPublisher({
+      servers,
+      codec: 'buffer',
+      timeoutMs: 1000,
+      retries: 2,
+      logger: quiet,
+    });
+    // Past every check: only the missing start() stops it.
+    await expect(
+      publisher.send({ topic: 'orders.created', keys: ['k'], body: Buffer.from('x'), headers: { a: 'b' } }),
+    ).rejects.toThrow(/not running/);
+    @NatsListener({
+      topic: 'orders.>',
+      consumerGroup: 'billing',
+      concurrency: 2,
+      maxAttempts: 5,
+      method: 'onOrder',
+      filterSubject: 'orders.eu.*',
+      stream: 'ORDERS',
+      codec: 'json',
+      deliverPolicy: 'new',
+    })
+    class Everything {}
+    expect(getMessageListener(Everything)).toMatchObject({ filter: 'orders.eu.*', concurrency: 2 });
+  });
+});

@@ -8,7 +8,22 @@ export type RabbitMQErrorCode =
   | 'BODY_ENCODING_FAILED'
   | 'NOT_STARTED';
 
-/** The base of this package's errors; `code` is stable, the message says what to do. */
+/**
+ * The base of every error the RabbitMQ transport and publisher raise (option errors are core's
+ * `InvalidOptionError`). `code` is stable, safe to match on in metrics and alerts; the message says
+ * what to do.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await publisher.send(request);
+ * } catch (error) {
+ *   // Not confirmed: resending is safe, consumers deduplicate on the key.
+ *   if (error instanceof RabbitMQError && error.code === 'PUBLISH_FAILED') await publisher.send(request);
+ *   else throw error;
+ * }
+ * ```
+ */
 export class RabbitMQError extends Error {
   override readonly name: string = 'RabbitMQError';
   constructor(

@@ -3,6 +3,7 @@
 /** The one backoff of the project (core's), re-exported for `reconnectBackoff` and `failureBackoff`. */
 export type { Backoff } from '@idempotent-mq/core/adapter';
 export type { BodyCodec } from './codec.js';
+export { type RabbitMQDeadLetterSourceOptions, rabbitMQDeadLetterSource } from './dead-letter-source.js';
 export {
   BodyEncodingError,
   MissingMessageKeyError,

@@ -1,22 +1,25 @@
 /** Options of the transport and the publisher, documented field by field, validated once in their constructors. */
 import {
   type Backoff,
+  backoffOption,
+  CONSOLE_WARNINGS,
   type SettledEvent as CoreSettledEvent,
-  checkBackoff,
+  checkOptionsObject,
+  codecOption,
+  functionOption,
   InvalidOptionError,
+  integerOption,
+  loggerOption,
+  MAX_TIMER_MS,
+  type TransportLogger,
 } from '@idempotent-mq/core/adapter';
 import type { ChannelModel, Options, RecoveringChannelModel, SocketOptions } from 'amqplib';
-import { BODY_CODECS, type BodyCodec } from './codec.js';
-import { checkHandOverFits, checkInteger, type ProfileSettings } from './rabbitmq-profile.js';
+import type { BodyCodec } from './codec.js';
+import { checkHandOverFits, type ProfileSettings } from './rabbitmq-profile.js';
 import { DEFAULT_RETRY_LADDER_MS } from './topology.js';
 
 /** A logger the transport and the publisher write to; `console` fits, as does core's `ConsoleLogger`. */
-export interface RabbitMQLogger {
-  info(...args: unknown[]): void;
-  warn(...args: unknown[]): void;
-  error(...args: unknown[]): void;
-  debug?(...args: unknown[]): void;
-}
+export type RabbitMQLogger = TransportLogger;
 
 /** How to reach RabbitMQ: a URL (the transport then owns and reconnects its connections), or your connection. */
 export interface RabbitMQConnectionOptions {
@@ -139,21 +142,43 @@ export const SETTLE_RETRY_BACKOFF: Required<Backoff> = {
   jitter: 0.2,
 };
 
-const consoleLogger: RabbitMQLogger = {
-  info: () => undefined,
-  warn: (...args) => console.warn(...args),
-  error: (...args) => console.error(...args),
-};
+/** The names every client of ours takes (see {@link RabbitMQConnectionOptions}). */
+const CONNECTION_OPTIONS: readonly string[] = [
+  'url',
+  'socketOptions',
+  'connection',
+  'connectTimeoutMs',
+  'reconnectBackoff',
+  'logger',
+];
 
-/** @internal */
+const TRANSPORT_OPTIONS: readonly string[] = [
+  'codec',
+  'batchSize',
+  'consumerTimeoutMs',
+  'handOverAfterMs',
+  'confirmTimeoutMs',
+  'settleAttempts',
+  'failureBackoff',
+  'retryLadderMs',
+  'onSettled',
+];
+
+/**
+ * @internal Checks the connection options of a transport or a publisher (`prefix` names it in errors):
+ * an options object whose names are all the connection's or one of `ownNames`, each option valid.
+ * Without `ownNames` the caller checks the names itself (a client with options of its own elsewhere).
+ */
 export function resolveConnectionOptions(
   options: RabbitMQConnectionOptions,
   prefix: string,
+  ownNames?: readonly string[],
 ): ResolvedConnectionOptions {
   if (typeof options !== 'object' || options === null) {
     throw new InvalidOptionError(prefix, 'an options object', options);
   }
-  const { url, connection, socketOptions, logger } = options;
+  if (ownNames) checkOptionsObject(options, [...CONNECTION_OPTIONS, ...ownNames], prefix);
+  const { url, connection, socketOptions } = options;
   const urlHint =
     "an AMQP URL such as 'amqp://guest:guest@127.0.0.1:5672' (or amqplib's connect options object), " +
     "or an open amqplib connection as 'connection'";
@@ -164,22 +189,13 @@ export function resolveConnectionOptions(
       '(both set)',
     );
   }
-  if (
-    logger !== undefined &&
-    (typeof logger?.info !== 'function' ||
-      typeof logger.warn !== 'function' ||
-      typeof logger.error !== 'function')
-  ) {
-    throw new InvalidOptionError(`${prefix}.logger`, 'an object with info, warn and error methods', logger);
-  }
-  const connectTimeoutMs = integer(
-    `${prefix}.connectTimeoutMs`,
-    options.connectTimeoutMs,
-    10_000,
-    100,
-    600_000,
-  );
-  const reconnectBackoff = checkBackoff(`${prefix}.reconnectBackoff`, options.reconnectBackoff, {
+  const logger = loggerOption(prefix, 'logger', options.logger);
+  const connectTimeoutMs = integerOption(prefix, 'connectTimeoutMs', options.connectTimeoutMs, {
+    min: 100,
+    max: 600_000,
+    fallback: 10_000,
+  });
+  const reconnectBackoff = backoffOption(prefix, 'reconnectBackoff', options.reconnectBackoff, {
     initialMs: 100,
     maxMs: 5000,
   });
@@ -227,43 +243,37 @@ export function resolveConnectionOptions(
       display,
     };
   }
-  return { target, reconnectBackoff, logger: logger ?? consoleLogger };
+  return { target, reconnectBackoff, logger: logger ?? CONSOLE_WARNINGS };
 }
 
 /** @internal */
 export function resolveTransportOptions(options: RabbitMQTransportOptions): ResolvedTransportOptions {
   const prefix = 'RabbitMQTransport';
-  const connection = resolveConnectionOptions(options, prefix);
-  const codec = options.codec ?? 'json';
-  if (!BODY_CODECS.includes(codec)) {
-    throw new InvalidOptionError(`${prefix}.codec`, BODY_CODECS.map((c) => `'${c}'`).join(' | '), codec);
-  }
-  const consumerTimeoutMs =
-    options.consumerTimeoutMs === false
-      ? false
-      : integer(
-          `${prefix}.consumerTimeoutMs`,
-          options.consumerTimeoutMs,
-          1_800_000,
-          1000,
-          2 ** 31 - 1,
-          'or false',
-        );
-  const confirmTimeoutMs = integer(
-    `${prefix}.confirmTimeoutMs`,
-    options.confirmTimeoutMs,
-    10_000,
-    100,
-    600_000,
+  const connection = resolveConnectionOptions(options, prefix, TRANSPORT_OPTIONS);
+  const codec = codecOption(prefix, 'codec', options.codec, 'json');
+  const consumerTimeoutMs = orFalse(options.consumerTimeoutMs, (value) =>
+    integerOption(prefix, 'consumerTimeoutMs', value, { min: 1000, max: MAX_TIMER_MS, fallback: 1_800_000 }),
   );
-  const settleAttempts = integer(`${prefix}.settleAttempts`, options.settleAttempts, 3, 1, 10);
+  const confirmTimeoutMs = integerOption(prefix, 'confirmTimeoutMs', options.confirmTimeoutMs, {
+    min: 100,
+    max: 600_000,
+    fallback: 10_000,
+  });
+  const settleAttempts = integerOption(prefix, 'settleAttempts', options.settleAttempts, {
+    min: 1,
+    max: 10,
+    fallback: 3,
+  });
   const settleBudgetMs =
     settleAttempts * confirmTimeoutMs + (settleAttempts - 1) * SETTLE_RETRY_BACKOFF.maxMs;
   const retryLadderMs = checkLadder(options.retryLadderMs, `${prefix}.retryLadderMs`);
   const settings: ProfileSettings = { consumerTimeoutMs, settleBudgetMs, retryLadderMs };
   let handOverAfterMs: number | undefined;
   if (options.handOverAfterMs !== undefined) {
-    handOverAfterMs = checkInteger(options.handOverAfterMs, `${prefix}.handOverAfterMs`, 100, 2 ** 31 - 1);
+    handOverAfterMs = integerOption(prefix, 'handOverAfterMs', options.handOverAfterMs, {
+      min: 100,
+      max: MAX_TIMER_MS,
+    }) as number;
     checkHandOverFits(handOverAfterMs, `${prefix}.handOverAfterMs`, settings);
   } else if (consumerTimeoutMs !== false) {
     handOverAfterMs = consumerTimeoutMs - settleBudgetMs - Math.floor(consumerTimeoutMs / 10);
@@ -277,18 +287,16 @@ export function resolveTransportOptions(options: RabbitMQTransportOptions): Reso
       );
     }
   }
-  if (options.onSettled !== undefined && typeof options.onSettled !== 'function') {
-    throw new InvalidOptionError(`${prefix}.onSettled`, 'a function', options.onSettled);
-  }
+  functionOption(prefix, 'onSettled', options.onSettled);
   return {
     ...connection,
     ...settings,
     codec,
-    batchSize: integer(`${prefix}.batchSize`, options.batchSize, 16, 1, 1024),
+    batchSize: integerOption(prefix, 'batchSize', options.batchSize, { min: 1, max: 1024, fallback: 16 }),
     handOverAfterMs,
     confirmTimeoutMs,
     settleAttempts,
-    failureBackoff: checkBackoff(`${prefix}.failureBackoff`, options.failureBackoff, {
+    failureBackoff: backoffOption(prefix, 'failureBackoff', options.failureBackoff, {
       initialMs: 1000,
       maxMs: 60_000,
     }),
@@ -296,24 +304,15 @@ export function resolveTransportOptions(options: RabbitMQTransportOptions): Reso
   };
 }
 
-/** @internal An optional integer option with its default, or `InvalidOptionError` naming it. */
-export function integer(
-  option: string,
-  value: unknown,
-  fallback: number,
-  min: number,
-  max: number,
-  orElse?: string,
-): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidOptionError(
-      option,
-      `an integer from ${min} to ${max}${orElse ? ` ${orElse}` : ''}`,
-      value,
-    );
+/** `false`, or what `check` makes of the value; a refusal says that `false` is accepted too. */
+function orFalse(value: unknown, check: (value: unknown) => number): number | false {
+  if (value === false) return false;
+  try {
+    return check(value);
+  } catch (error) {
+    if (!(error instanceof InvalidOptionError)) throw error;
+    throw new InvalidOptionError(error.option, `${error.accepted} or false`, value);
   }
-  return value;
 }
 
 function checkLadder(value: unknown, option: string): readonly number[] {
@@ -353,7 +352,7 @@ function checkUrl(url: string | Options.Connect, option: string, hint: string): 
   if (typeof hostname !== 'string' || hostname === '') {
     throw new InvalidOptionError(`${option}.hostname`, 'a host name', hostname);
   }
-  if (port !== undefined) checkInteger(port, `${option}.port`, 1, 65_535);
+  integerOption(option, 'port', port, { min: 1, max: 65_535 });
   return `${protocol}://${username}:***@${hostname}:${port ?? (protocol === 'amqps' ? 5671 : 5672)}${vhost === '/' ? '' : `/${vhost}`}`;
 }
 

@@ -1,13 +1,9 @@
 /**
- * `@RabbitMQListener`: `@MessageListener` with RabbitMQ's own options. Metadata only: it records the
- * options through core's `setMessageListener`, where the listener registry finds them; the registry
- * hands them back to the transport as `SubscriptionSpec.listener`.
+ * `@RabbitMQListener`: `@MessageListener` with RabbitMQ's own options. Metadata only: core's
+ * `transportListener` records the options where the listener registry finds them (a misspelt name
+ * refused first); the registry hands them back to the transport as `SubscriptionSpec.listener`.
  */
-import {
-  type MessageListenerOptions,
-  setMessageListener,
-  validateListenerOptions,
-} from '@idempotent-mq/core/adapter';
+import { type MessageListenerOptions, transportListener } from '@idempotent-mq/core/adapter';
 import type { BodyCodec } from './codec.js';
 import { checkRabbitMQListener } from './rabbitmq-profile.js';
 
@@ -54,16 +50,14 @@ export interface RabbitMQListenerMetadata extends RabbitMQListenerOptions {
  * RabbitMQ's topic and group name rules, `bindingKey`, `codec`, `handOverAfterMs`.
  */
 export function RabbitMQListener(options: RabbitMQListenerOptions) {
-  return (target: abstract new (...args: never[]) => unknown): void => {
-    const where = `@RabbitMQListener(${target.name})`;
-    validateListenerOptions({ ...options, filter: options?.bindingKey }, where);
-    // The same rules the transport's profile applies at start-up, here when the class is defined.
-    checkRabbitMQListener(options as unknown as Readonly<Record<string, unknown>>, where);
-    const metadata: RabbitMQListenerMetadata = {
-      ...options,
-      transport: 'rabbitmq',
-      filter: options.bindingKey ?? '*',
-    };
-    setMessageListener(target, metadata);
-  };
+  return decorateRabbitMQ(options);
 }
+
+/** `@RabbitMQListener` is core's transport listener decorator with RabbitMQ's options and rules. */
+const decorateRabbitMQ = transportListener({
+  decorator: '@RabbitMQListener',
+  transport: 'rabbitmq',
+  filterOption: 'bindingKey',
+  options: ['bindingKey', 'codec', 'handOverAfterMs'],
+  check: checkRabbitMQListener,
+});

@@ -3,7 +3,13 @@
  * attempt limits, the longest retry delay, the redelivery horizon, and the rules for listeners, written
  * once for `@RabbitMQListener`, the profile and the transport's own checks at subscribe time.
  */
-import { InvalidOptionError, type TransportProfile } from '@idempotent-mq/core/adapter';
+import {
+  enumOption,
+  InvalidOptionError,
+  integerOption,
+  MAX_TIMER_MS,
+  type TransportProfile,
+} from '@idempotent-mq/core/adapter';
 import { BODY_CODECS } from './codec.js';
 
 /**
@@ -118,11 +124,9 @@ export function checkRabbitMQOptions(options: Readonly<Record<string, unknown>>,
       sqlFilter,
     );
   }
-  if (codec !== undefined && !BODY_CODECS.includes(codec as never)) {
-    throw new InvalidOptionError(`${where}.codec`, BODY_CODECS.map((c) => `'${c}'`).join(' | '), codec);
-  }
+  enumOption(where, 'codec', codec, BODY_CODECS);
   if (handOverAfterMs !== undefined) {
-    checkInteger(handOverAfterMs, `${where}.handOverAfterMs`, 100, 2 ** 31 - 1);
+    integerOption(where, 'handOverAfterMs', handOverAfterMs, { min: 100, max: MAX_TIMER_MS });
   }
 }
 
@@ -171,12 +175,4 @@ export function rabbitMQProfile(settings: ProfileSettings): TransportProfile {
       }
     },
   });
-}
-
-/** @internal An integer option in `[min, max]`, or `InvalidOptionError` naming it. */
-export function checkInteger(value: unknown, option: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidOptionError(option, `an integer from ${min} to ${max}`, value);
-  }
-  return value;
 }

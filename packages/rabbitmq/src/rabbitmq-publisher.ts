@@ -4,13 +4,19 @@
  * header of ours (a JSON array, for several keys); consumers deduplicate on it. A message without a key
  * is refused before it reaches the broker; one that no queue would receive is refused by default.
  */
-import { InvalidOptionError } from '@idempotent-mq/core';
-import { BODY_CODECS, type BodyCodec, CONTENT_TYPES, encodeBody } from './codec.js';
+import {
+  booleanOption,
+  checkOptionsObject,
+  codecOption,
+  InvalidOptionError,
+  integerOption,
+  publishedKeys,
+} from '@idempotent-mq/core/adapter';
+import { type BodyCodec, CONTENT_TYPES, encodeBody } from './codec.js';
 import { ConfirmedChannel } from './confirmed-channel.js';
 import { type ConnectionSource, connectionSource } from './connection.js';
 import { BodyEncodingError, MissingMessageKeyError, NotStartedError } from './errors.js';
 import {
-  integer,
   type RabbitMQConnectionOptions,
   type ResolvedConnectionOptions,
   resolveConnectionOptions,
@@ -25,6 +31,8 @@ export interface RabbitMQConsumerGroup {
   /** The group's filter, as its listener has it (binding keys joined by `||`). @defaultValue `'*'` */
   readonly filter?: string;
 }
+
+const GROUP_FIELDS: readonly string[] = ['topic', 'consumerGroup', 'filter'];
 
 /** Options of {@link RabbitMQPublisher}. */
 export interface RabbitMQPublisherOptions extends RabbitMQConnectionOptions {
@@ -45,6 +53,8 @@ export interface RabbitMQPublisherOptions extends RabbitMQConnectionOptions {
   readonly declare?: readonly RabbitMQConsumerGroup[];
 }
 
+const PUBLISHER_OPTIONS: readonly string[] = ['codec', 'confirmTimeoutMs', 'mandatory', 'declare'];
+
 /** One message to send. */
 export interface PublishRequest<B = unknown> {
   /** The topic: the exchange it is published to. */
@@ -59,6 +69,8 @@ export interface PublishRequest<B = unknown> {
   /** Written to disk by durable queues (delivery mode 2). @defaultValue `true` */
   readonly persistent?: boolean;
 }
+
+const REQUEST_FIELDS: readonly string[] = ['topic', 'keys', 'body', 'routingKey', 'properties', 'persistent'];
 
 /** What `send` answers once RabbitMQ has confirmed the message. */
 export interface PublishReceipt {
@@ -89,26 +101,14 @@ export class RabbitMQPublisher {
   /** Validates every option now, naming the one that is wrong. */
   constructor(options: RabbitMQPublisherOptions) {
     const prefix = 'RabbitMQPublisher';
-    this.#options = resolveConnectionOptions(options, prefix);
-    this.#codec = options.codec ?? 'json';
-    if (!BODY_CODECS.includes(this.#codec)) {
-      throw new InvalidOptionError(
-        `${prefix}.codec`,
-        BODY_CODECS.map((c) => `'${c}'`).join(' | '),
-        this.#codec,
-      );
-    }
-    this.#confirmTimeoutMs = integer(
-      `${prefix}.confirmTimeoutMs`,
-      options.confirmTimeoutMs,
-      10_000,
-      100,
-      600_000,
-    );
-    if (options.mandatory !== undefined && typeof options.mandatory !== 'boolean') {
-      throw new InvalidOptionError(`${prefix}.mandatory`, 'a boolean', options.mandatory);
-    }
-    this.#mandatory = options.mandatory ?? true;
+    this.#options = resolveConnectionOptions(options, prefix, PUBLISHER_OPTIONS);
+    this.#codec = codecOption(prefix, 'codec', options.codec, 'json');
+    this.#confirmTimeoutMs = integerOption(prefix, 'confirmTimeoutMs', options.confirmTimeoutMs, {
+      min: 100,
+      max: 600_000,
+      fallback: 10_000,
+    });
+    this.#mandatory = booleanOption(prefix, 'mandatory', options.mandatory, true) as boolean;
     const declare = options.declare ?? [];
     if (!Array.isArray(declare)) {
       throw new InvalidOptionError(
@@ -152,7 +152,11 @@ export class RabbitMQPublisher {
    * rejects with `RabbitMQPublishError` when RabbitMQ does not confirm it (resending is safe).
    */
   async send<B>(request: PublishRequest<B>): Promise<PublishReceipt> {
-    const keys = checkKeys(request);
+    const keys = publishedKeys(
+      request?.keys,
+      (reason) => new MissingMessageKeyError(String(request?.topic), reason),
+    );
+    checkOptionsObject(request, REQUEST_FIELDS, 'send()');
     const topic = request.topic;
     checkName(topic, 'send().topic');
     const routingKey = request.routingKey ?? '';
@@ -237,23 +241,9 @@ function checkGroup(group: RabbitMQConsumerGroup, where: string): void {
   if (typeof group !== 'object' || group === null) {
     throw new InvalidOptionError(where, '{ topic, consumerGroup, filter? }', group);
   }
+  checkOptionsObject(group, GROUP_FIELDS, where);
   checkRabbitMQNames(group, where);
   if (group.filter !== undefined) checkFilter(group.filter, `${where}.filter`);
-}
-
-function checkKeys(request: PublishRequest): string[] {
-  const topic = String(request?.topic);
-  const raw = request?.keys;
-  const keys = typeof raw === 'string' ? [raw] : Array.isArray(raw) ? [...(raw as unknown[])] : undefined;
-  if (keys === undefined)
-    throw new MissingMessageKeyError(topic, `"keys" is ${raw === undefined ? 'missing' : typeof raw}`);
-  if (keys.length === 0) throw new MissingMessageKeyError(topic, '"keys" is an empty array');
-  keys.forEach((key, i) => {
-    if (typeof key !== 'string')
-      throw new MissingMessageKeyError(topic, `key #${i} is ${typeof key}, not a string`);
-    if (key.trim() === '') throw new MissingMessageKeyError(topic, `key #${i} is blank`);
-  });
-  return keys as string[];
 }
 
 function checkProperties(

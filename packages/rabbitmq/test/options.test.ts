@@ -263,3 +263,122 @@ describe('the publisher', () => {
     expect(group.option).toBe('RabbitMQPublisher.declare[0].consumerGroup');
   });
 });
+
+describe('misspelt names and options that are not objects', () => {
+  it('a misspelt transport option is refused with the nearest name, its value shown as given', async () => {
+    const error = await invalid(() => new RabbitMQTransport({ url, batchsize: 8 } as never));
+    expect(error.option).toBe('RabbitMQTransport.batchsize');
+    expect(error.message).toBe(
+      'Invalid option "RabbitMQTransport.batchsize": expected no such option; did you mean "batchSize"?, got 8.',
+    );
+    expect(
+      (await invalid(() => new RabbitMQTransport({ url, consumerTimeout: false } as never))).message,
+    ).toMatch(/did you mean "consumerTimeoutMs"\?, got false/);
+    expect((await invalid(() => new RabbitMQTransport({ url, loger: console } as never))).option).toBe(
+      'RabbitMQTransport.loger',
+    );
+  });
+
+  it('a misspelt name inside a backoff or a declared group is refused too', async () => {
+    const backoff = await invalid(
+      () => new RabbitMQTransport({ url, reconnectBackoff: { initialMs: 100, maxMS: 1000 } } as never),
+    );
+    expect(backoff.option).toBe('RabbitMQTransport.reconnectBackoff.maxMS');
+    expect(backoff.message).toMatch(/did you mean "maxMs"\?, got 1000/);
+    const group = await invalid(
+      () =>
+        new RabbitMQPublisher({ url, declare: [{ topic: 'payments', consumerGruop: 'billing' }] } as never),
+    );
+    expect(group.option).toBe('RabbitMQPublisher.declare[0].consumerGruop');
+    expect(group.message).toMatch(/did you mean "consumerGroup"\?, got "billing"/);
+  });
+
+  it('a misspelt publisher option or publish field is refused before any I/O', async () => {
+    expect((await invalid(() => new RabbitMQPublisher({ url, confirmTimeoutMS: 100 } as never))).option).toBe(
+      'RabbitMQPublisher.confirmTimeoutMS',
+    );
+    const publisher = new RabbitMQPublisher({ url });
+    const field = await invalid(() =>
+      publisher.send({ topic: 'payments', keys: 'K', body: {}, routingkey: 'PAY' } as never),
+    );
+    expect(field.option).toBe('send().routingkey');
+    expect(field.message).toMatch(/did you mean "routingKey"\?, got "PAY"/);
+  });
+
+  it('a misspelt listener option is refused when the class is defined', async () => {
+    const error = await invalid(() => {
+      @RabbitMQListener({ topic: 'payments', consumerGroup: 'billing', concurency: 4 } as never)
+      class Misspelt {}
+      return Misspelt;
+    });
+    expect(error.option).toBe('@RabbitMQListener(Misspelt).concurency');
+    expect(error.message).toMatch(/did you mean "concurrency"\?, got 4/);
+  });
+
+  it('options that are not an object are refused, naming the client', async () => {
+    for (const given of [undefined, null, url, [url], 5672]) {
+      const transport = await invalid(() => new RabbitMQTransport(given as never));
+      expect(transport.option).toBe('RabbitMQTransport');
+      expect(transport.accepted).toBe('an options object');
+      expect((await invalid(() => new RabbitMQPublisher(given as never))).option).toBe('RabbitMQPublisher');
+    }
+    expect(
+      (await invalid(() => new RabbitMQTransport({ url, failureBackoff: [1000] } as never))).option,
+    ).toBe('RabbitMQTransport.failureBackoff');
+  });
+
+  it('every documented option, spelt right, still passes', async () => {
+    const quiet = { info() {}, warn() {}, error() {} };
+    expect(
+      () =>
+        new RabbitMQTransport({
+          url,
+          socketOptions: { clientProperties: { connection_name: 'billing' } },
+          connectTimeoutMs: 1000,
+          reconnectBackoff: { initialMs: 100, maxMs: 1000, multiplier: 2, jitter: 0.1 },
+          logger: quiet,
+          codec: 'utf8',
+          batchSize: 8,
+          consumerTimeoutMs: 1_800_000,
+          handOverAfterMs: 60_000,
+          confirmTimeoutMs: 1000,
+          settleAttempts: 2,
+          failureBackoff: { initialMs: 1000, maxMs: 60_000 },
+          retryLadderMs: [100, 1000, 10_000],
+          onSettled: () => undefined,
+        }),
+    ).not.toThrow();
+    expect(() => new RabbitMQTransport({ url, consumerTimeoutMs: false })).not.toThrow();
+    const publisher = new RabbitMQPublisher({
+      url,
+      codec: 'buffer',
+      confirmTimeoutMs: 1000,
+      mandatory: false,
+      declare: [{ topic: 'payments', consumerGroup: 'billing', filter: 'PAY' }],
+      logger: quiet,
+    });
+    // Past every check: only the missing start() stops it.
+    await expect(
+      publisher.send({
+        topic: 'payments',
+        keys: ['K'],
+        body: Buffer.from('x'),
+        routingKey: 'PAY',
+        properties: { region: 'eu' },
+        persistent: false,
+      }),
+    ).rejects.toThrow(/not running/);
+    @RabbitMQListener({
+      topic: 'payments',
+      consumerGroup: 'billing',
+      concurrency: 2,
+      maxAttempts: 5,
+      method: 'onPayment',
+      bindingKey: 'PAY || REFUND',
+      codec: 'json',
+      handOverAfterMs: 60_000,
+    })
+    class Everything {}
+    expect(getMessageListener(Everything)).toMatchObject({ filter: 'PAY || REFUND', concurrency: 2 });
+  });
+});

@@ -11,12 +11,17 @@
  * - a closed client comes back to life: the telemetry session renews its stream one second after an error
  *   or an end, and `startup()` still fetching routes pushes its timers after `shutdown()` cleared them.
  *   Once `close()` starts, a renewed stream is an inert local one (no connection), route fetches fail
- *   and start-up back-off sleeps end at once, so nothing keeps the process alive after `close()`.
+ *   and start-up back-off sleeps end at once, so nothing keeps the process alive after `close()`;
+ * - the client closes its logger at the end of `shutdown()` and the producer then logs once more: its
+ *   default egg-logger, closed, printed a "log stream had been closed" stack trace to stderr on every
+ *   stop. The client gets a logger it cannot close; `close()` closes the default one once it is done.
  */
 import { Duplex } from 'node:stream';
 import {
   type BaseClient,
   FilterExpression,
+  getDefaultLogger,
+  type ILogger,
   type MessageView,
   Producer,
   type ProducerOptions,
@@ -113,6 +118,14 @@ function closable<A extends unknown[], C extends BaseClient>(
 
     async #shutDown(logger: RocketMQLogger): Promise<void> {
       try {
+        await this.#shutdownOnce(logger);
+      } finally {
+        (this.logger as ClientLogger)[closeLog]?.();
+      }
+    }
+
+    async #shutdownOnce(logger: RocketMQLogger): Promise<void> {
+      try {
         await this.shutdown();
       } catch (error) {
         // The termination notice failed (the proxy is down) and shutdown stopped half-way: finish it without.
@@ -129,6 +142,11 @@ function closable<A extends unknown[], C extends BaseClient>(
   return Closable as unknown as ClosableClass<A, C>;
 }
 
+/**
+ * The transport's SimpleConsumer: the client's, closable (see the header), with a strict ack, the
+ * dead-letter forward the client does not expose, and the group's attempt limit as the proxy says it.
+ * Internal: `RocketMQTransport` makes one per subscription through `createSimpleConsumer`.
+ */
 export class TransportSimpleConsumer extends closable(SimpleConsumer) {
   #groupMaxAttempts: number | undefined;
 
@@ -180,6 +198,10 @@ export class TransportSimpleConsumer extends closable(SimpleConsumer) {
   }
 }
 
+/**
+ * The publisher's Producer: the client's, closable (see the header). Internal: `RocketMQPublisher`
+ * makes one at `start()` through `createProducer`.
+ */
 export class TransportProducer extends closable(Producer) {}
 
 /**
@@ -221,6 +243,32 @@ function inertTelemetryStream(): TelemetryStream {
   }) as unknown as TelemetryStream;
 }
 
+/** Closes the log a client was given, once `close()` has finished (see {@link clientLogger}). */
+const closeLog = Symbol('closeLog');
+
+/** A logger the client cannot close; `[closeLog]` closes the log behind it, when it is the client's own. */
+interface ClientLogger extends ILogger {
+  readonly [closeLog]?: () => void;
+}
+
+/**
+ * What the client logs to: yours, or, without one, its default file log under
+ * `$HOME/logs/rocketmq/`. Either way without a `close()`: the client closes its logger at the end of its
+ * `shutdown()` and then logs once more (the producer's "Shutdown … successfully"), which a closed
+ * egg-logger answers with a stack trace on stderr; and a logger of yours may be shared, so it stays
+ * open. The default one is closed by `close()` once the client has finished.
+ */
+function clientLogger(logger: RocketMQLogger | undefined): ClientLogger {
+  const target: ILogger = logger ?? getDefaultLogger();
+  return {
+    info: (...args: unknown[]) => target.info(...args),
+    warn: (...args: unknown[]) => target.warn(...args),
+    error: (...args: unknown[]) => target.error(...args),
+    debug: (...args: unknown[]) => target.debug?.(...args),
+    ...(logger === undefined ? { [closeLog]: () => target.close?.() } : {}),
+  };
+}
+
 /** The client options rocketmq-client-nodejs takes, from ours. */
 export function clientOptions(options: ResolvedClientOptions) {
   return {
@@ -229,17 +277,7 @@ export function clientOptions(options: ResolvedClientOptions) {
     sslEnabled: options.sslEnabled,
     requestTimeout: options.requestTimeout,
     ...(options.sessionCredentials ? { sessionCredentials: { ...options.sessionCredentials } } : {}),
-    // The client closes its logger on shutdown: hand it a wrapper so a shared logger stays open.
-    ...(options.logger ? { logger: wrapLogger(options.logger) } : {}),
-  };
-}
-
-function wrapLogger(logger: RocketMQLogger) {
-  return {
-    info: (...args: unknown[]) => logger.info(...args),
-    warn: (...args: unknown[]) => logger.warn(...args),
-    error: (...args: unknown[]) => logger.error(...args),
-    debug: (...args: unknown[]) => logger.debug?.(...args),
+    logger: clientLogger(options.logger),
   };
 }
 

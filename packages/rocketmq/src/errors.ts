@@ -6,6 +6,21 @@ export type RocketMQErrorCode =
   | 'BODY_ENCODING_FAILED'
   | 'NOT_STARTED';
 
+/**
+ * The base of every error the RocketMQ transport and publisher raise (option errors are core's
+ * `InvalidOptionError`). `code` is stable, safe to match on in metrics and alerts; the message says
+ * what to do.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await publisher.send(request);
+ * } catch (error) {
+ *   if (error instanceof RocketMQError && error.code === 'MISSING_MESSAGE_KEY') rejectRequest(error.message);
+ *   else throw error;
+ * }
+ * ```
+ */
 export class RocketMQError extends Error {
   override readonly name: string = 'RocketMQError';
   constructor(

@@ -1,23 +1,24 @@
 /** Options of the transport and the publisher, documented field by field, validated once at start-up. */
 import {
   type Backoff,
+  backoffOption,
   type SettledEvent as CoreSettledEvent,
-  checkBackoff,
+  checkOptionsObject,
+  codecOption,
+  functionOption,
   InvalidOptionError,
+  integerOption,
+  loggerOption,
+  type TransportLogger,
 } from '@idempotent-mq/core/adapter';
-import { BODY_CODECS, type BodyCodec } from './codec.js';
+import type { BodyCodec } from './codec.js';
 import { MAX_INVISIBLE_DURATION_MS, ROCKETMQ_DEFAULT_MAX_ATTEMPTS } from './rocketmq-profile.js';
 
 /**
  * A logger the client and the transport write to. printf-style like `console` (the client passes
  * `'%s'` arguments); `ConsoleLogger` from core and egg-logger both fit.
  */
-export interface RocketMQLogger {
-  info(...args: unknown[]): void;
-  warn(...args: unknown[]): void;
-  error(...args: unknown[]): void;
-  debug?(...args: unknown[]): void;
-}
+export type RocketMQLogger = TransportLogger;
 
 /** What every RocketMQ client of ours passes through to rocketmq-client-nodejs. */
 export interface RocketMQClientOptions {
@@ -122,11 +123,48 @@ export interface ResolvedTransportOptions extends ResolvedClientOptions {
   readonly onSettled?: (event: SettledEvent) => void;
 }
 
-export function resolveClientOptions(options: RocketMQClientOptions, prefix: string): ResolvedClientOptions {
+/** The names every client of ours takes (see {@link RocketMQClientOptions}). */
+export const CLIENT_OPTIONS: readonly string[] = [
+  'endpoints',
+  'namespace',
+  'sessionCredentials',
+  'sslEnabled',
+  'requestTimeout',
+  'logger',
+  'startupTimeoutMs',
+];
+
+const TRANSPORT_OPTIONS: readonly string[] = [
+  ...CLIENT_OPTIONS,
+  'codec',
+  'invisibleDurationMs',
+  'renewIntervalMs',
+  'awaitDurationMs',
+  'batchSize',
+  'receiveBackoff',
+  'failureBackoff',
+  'settleAttempts',
+  'maxDeliveryAttempts',
+  'onSettled',
+];
+
+const CREDENTIAL_OPTIONS: readonly string[] = ['accessKey', 'accessSecret', 'securityToken'];
+
+/**
+ * Checks the client options of a transport or a publisher (`prefix` names it in errors): an options
+ * object whose names are all the client's or one of `ownNames`, each client option valid.
+ * Without `ownNames` the caller checks the names itself (a client with options of its own elsewhere).
+ */
+export function resolveClientOptions(
+  options: RocketMQClientOptions,
+  prefix: string,
+  ownNames?: readonly string[],
+): ResolvedClientOptions {
   const name = (field: string) => `${prefix}.${field}`;
   if (typeof options !== 'object' || options === null) {
     throw new InvalidOptionError(prefix, 'an options object', options);
   }
+  if (ownNames) checkOptionsObject(options, [...CLIENT_OPTIONS, ...ownNames], prefix);
   const endpoints = options.endpoints;
   if (typeof endpoints !== 'string' || !/^[^\s;:]+:\d{1,5}(;[^\s;:]+:\d{1,5})*$/.test(endpoints.trim())) {
     throw new InvalidOptionError(name('endpoints'), "'host:port' or 'host:port;host:port'", endpoints);
@@ -136,6 +174,11 @@ export function resolveClientOptions(options: RocketMQClientOptions, prefix: str
   }
   const credentials = options.sessionCredentials;
   if (credentials !== undefined) {
+    if (typeof credentials === 'object' && credentials !== null && !Array.isArray(credentials)) {
+      // A misspelt name's value is a secret: shown masked.
+      const masked = Object.fromEntries(Object.keys(credentials).map((key) => [key, '***']));
+      checkOptionsObject(masked, CREDENTIAL_OPTIONS, name('sessionCredentials'));
+    }
     if (!nonEmpty(credentials?.accessKey) || !nonEmpty(credentials?.accessSecret)) {
       throw new InvalidOptionError(
         name('sessionCredentials'),
@@ -147,83 +190,71 @@ export function resolveClientOptions(options: RocketMQClientOptions, prefix: str
   if (options.sslEnabled !== undefined && typeof options.sslEnabled !== 'boolean') {
     throw new InvalidOptionError(name('sslEnabled'), 'a boolean', options.sslEnabled);
   }
-  const logger = options.logger;
-  if (
-    logger !== undefined &&
-    (typeof logger?.info !== 'function' ||
-      typeof logger.warn !== 'function' ||
-      typeof logger.error !== 'function')
-  ) {
-    throw new InvalidOptionError(name('logger'), 'an object with info, warn and error methods', logger);
-  }
   return {
     endpoints: endpoints.trim(),
     namespace: options.namespace ?? '',
     sessionCredentials: credentials,
     sslEnabled: options.sslEnabled ?? false,
-    requestTimeout: integer(name('requestTimeout'), options.requestTimeout, 3000, 1000, 600_000),
-    logger,
-    startupTimeoutMs: integer(name('startupTimeoutMs'), options.startupTimeoutMs, 10_000, 1, 3_600_000),
+    requestTimeout: integerOption(prefix, 'requestTimeout', options.requestTimeout, {
+      min: 1000,
+      max: 600_000,
+      fallback: 3000,
+    }),
+    logger: loggerOption(prefix, 'logger', options.logger),
+    startupTimeoutMs: integerOption(prefix, 'startupTimeoutMs', options.startupTimeoutMs, {
+      min: 1,
+      max: 3_600_000,
+      fallback: 10_000,
+    }),
   };
 }
 
 export function resolveTransportOptions(options: RocketMQTransportOptions): ResolvedTransportOptions {
   const prefix = 'RocketMQTransport';
-  const client = resolveClientOptions(options, prefix);
-  const codec = options.codec ?? 'json';
-  if (!BODY_CODECS.includes(codec)) {
-    throw new InvalidOptionError(`${prefix}.codec`, BODY_CODECS.map((c) => `'${c}'`).join(' | '), codec);
-  }
-  const invisibleDurationMs = integer(
-    `${prefix}.invisibleDurationMs`,
-    options.invisibleDurationMs,
-    30_000,
-    1000,
-    MAX_INVISIBLE_DURATION_MS,
-  );
-  const renewIntervalMs = integer(
-    `${prefix}.renewIntervalMs`,
-    options.renewIntervalMs,
-    Math.floor(invisibleDurationMs / 3),
-    100,
-    invisibleDurationMs - 1,
-  );
-  if (options.onSettled !== undefined && typeof options.onSettled !== 'function') {
-    throw new InvalidOptionError(`${prefix}.onSettled`, 'a function', options.onSettled);
-  }
+  const client = resolveClientOptions(options, prefix, TRANSPORT_OPTIONS);
+  const codec = codecOption(prefix, 'codec', options.codec, 'json');
+  const invisibleDurationMs = integerOption(prefix, 'invisibleDurationMs', options.invisibleDurationMs, {
+    min: 1000,
+    max: MAX_INVISIBLE_DURATION_MS,
+    fallback: 30_000,
+  });
+  const renewIntervalMs = integerOption(prefix, 'renewIntervalMs', options.renewIntervalMs, {
+    min: 100,
+    max: invisibleDurationMs - 1,
+    fallback: Math.floor(invisibleDurationMs / 3),
+  });
+  functionOption(prefix, 'onSettled', options.onSettled);
   return {
     ...client,
     codec,
     invisibleDurationMs,
     renewIntervalMs,
-    awaitDurationMs: integer(`${prefix}.awaitDurationMs`, options.awaitDurationMs, 10_000, 100, 300_000),
-    batchSize: integer(`${prefix}.batchSize`, options.batchSize, 16, 1, 32),
-    receiveBackoff: checkBackoff(`${prefix}.receiveBackoff`, options.receiveBackoff, {
+    awaitDurationMs: integerOption(prefix, 'awaitDurationMs', options.awaitDurationMs, {
+      min: 100,
+      max: 300_000,
+      fallback: 10_000,
+    }),
+    batchSize: integerOption(prefix, 'batchSize', options.batchSize, { min: 1, max: 32, fallback: 16 }),
+    receiveBackoff: backoffOption(prefix, 'receiveBackoff', options.receiveBackoff, {
       initialMs: 200,
       maxMs: 5000,
     }),
-    failureBackoff: checkBackoff(`${prefix}.failureBackoff`, options.failureBackoff, {
+    failureBackoff: backoffOption(prefix, 'failureBackoff', options.failureBackoff, {
       initialMs: 1000,
       maxMs: 60_000,
     }),
-    settleAttempts: integer(`${prefix}.settleAttempts`, options.settleAttempts, 3, 1, 20),
-    maxDeliveryAttempts: integer(
-      `${prefix}.maxDeliveryAttempts`,
-      options.maxDeliveryAttempts,
-      ROCKETMQ_DEFAULT_MAX_ATTEMPTS,
-      1,
-      1000,
-    ),
+    settleAttempts: integerOption(prefix, 'settleAttempts', options.settleAttempts, {
+      min: 1,
+      max: 20,
+      fallback: 3,
+    }),
+    maxDeliveryAttempts: integerOption(prefix, 'maxDeliveryAttempts', options.maxDeliveryAttempts, {
+      min: 1,
+      max: 1000,
+      fallback: ROCKETMQ_DEFAULT_MAX_ATTEMPTS,
+    }),
     onSettled: options.onSettled,
   };
-}
-
-export function integer(option: string, value: unknown, fallback: number, min: number, max: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidOptionError(option, `an integer from ${min} to ${max}`, value);
-  }
-  return value;
 }
 
 function nonEmpty(value: unknown): boolean {

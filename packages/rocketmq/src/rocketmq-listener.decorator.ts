@@ -1,13 +1,9 @@
 /**
- * `@RocketMQListener`: `@MessageListener` with RocketMQ's own options. Metadata only: it records the
- * options through core's `setMessageListener`, where the listener registry finds them; the registry
- * hands them back to the transport as `SubscriptionSpec.listener`.
+ * `@RocketMQListener`: `@MessageListener` with RocketMQ's own options. Metadata only: core's
+ * `transportListener` records the options where the listener registry finds them (a misspelt name
+ * refused first); the registry hands them back to the transport as `SubscriptionSpec.listener`.
  */
-import {
-  type MessageListenerOptions,
-  setMessageListener,
-  validateListenerOptions,
-} from '@idempotent-mq/core/adapter';
+import { type MessageListenerOptions, transportListener } from '@idempotent-mq/core/adapter';
 import type { BodyCodec } from './codec.js';
 import { checkRocketMQListener } from './rocketmq-profile.js';
 
@@ -47,16 +43,14 @@ export interface RocketMQListenerMetadata extends RocketMQListenerOptions {
  * RocketMQ's topic and group name rules, `tag` or `sqlFilter` (not both), `codec`.
  */
 export function RocketMQListener(options: RocketMQListenerOptions) {
-  return (target: abstract new (...args: never[]) => unknown): void => {
-    const where = `@RocketMQListener(${target.name})`;
-    validateListenerOptions({ ...options, filter: options?.tag }, where);
-    // The same rules the transport's profile applies at start-up, here when the class is defined.
-    checkRocketMQListener(options as unknown as Readonly<Record<string, unknown>>, where);
-    const metadata: RocketMQListenerMetadata = {
-      ...options,
-      transport: 'rocketmq',
-      filter: options.tag ?? '*',
-    };
-    setMessageListener(target, metadata);
-  };
+  return decorateRocketMQ(options);
 }
+
+/** `@RocketMQListener` is core's transport listener decorator with RocketMQ's options and rules. */
+const decorateRocketMQ = transportListener({
+  decorator: '@RocketMQListener',
+  transport: 'rocketmq',
+  filterOption: 'tag',
+  options: ['tag', 'sqlFilter', 'codec'],
+  check: checkRocketMQListener,
+});

@@ -3,7 +3,7 @@
  * its attempt limits, the longest delay it can carry out, how long it keeps redelivering, and its rules
  * for listeners, written once for `@RocketMQListener`, the profile and the transport's own checks.
  */
-import { InvalidOptionError, type TransportProfile } from '@idempotent-mq/core/adapter';
+import { enumOption, InvalidOptionError, type TransportProfile } from '@idempotent-mq/core/adapter';
 import { BODY_CODECS } from './codec.js';
 
 const SECOND = 1000;
@@ -92,9 +92,7 @@ export function checkRocketMQOptions(options: Readonly<Record<string, unknown>>,
       sqlFilter,
     );
   }
-  if (codec !== undefined && !BODY_CODECS.includes(codec as never)) {
-    throw new InvalidOptionError(`${where}.codec`, BODY_CODECS.map((c) => `'${c}'`).join(' | '), codec);
-  }
+  enumOption(where, 'codec', codec, BODY_CODECS);
 }
 
 /**

@@ -2,12 +2,19 @@
  * `RocketMQPublisher`: sends messages with a business key, always. Consumers deduplicate on the key
  * (RocketMQ's message Key), so a message without one is refused before it reaches the broker.
  */
-import { InvalidOptionError, injectTraceContext } from '@idempotent-mq/core/adapter';
+import {
+  CONSOLE_WARNINGS,
+  checkOptionsObject,
+  codecOption,
+  InvalidOptionError,
+  injectTraceContext,
+  integerOption,
+  publishedKeys,
+} from '@idempotent-mq/core/adapter';
 import { createProducer, startClient, type TransportProducer } from './client.js';
-import { BODY_CODECS, type BodyCodec, encodeBody } from './codec.js';
+import { type BodyCodec, encodeBody } from './codec.js';
 import { BodyEncodingError, MissingMessageKeyError, NotStartedError } from './errors.js';
 import {
-  integer,
   type ResolvedClientOptions,
   type RocketMQClientOptions,
   type RocketMQLogger,
@@ -22,6 +29,8 @@ export interface RocketMQPublisherOptions extends RocketMQClientOptions {
   /** Send attempts of the client (it resends with the same message id). @defaultValue `3` */
   readonly maxAttempts?: number;
 }
+
+const PUBLISHER_OPTIONS: readonly string[] = ['topics', 'codec', 'maxAttempts'];
 
 export interface PublishRequest<B = unknown> {
   readonly topic: string;
@@ -40,11 +49,35 @@ export interface PublishRequest<B = unknown> {
   readonly delayMs?: number;
 }
 
+const REQUEST_FIELDS: readonly string[] = [
+  'topic',
+  'keys',
+  'body',
+  'tag',
+  'properties',
+  'messageGroup',
+  'delayMs',
+];
+
 export interface PublishReceipt {
   readonly messageId: string;
   readonly keys: readonly string[];
 }
 
+/**
+ * Sends keyed messages to RocketMQ: `start()`, then `send(...)` as often as needed, then `stop()`. A
+ * message without a business key, or a body its codec cannot encode, is refused before any I/O; the
+ * active trace context travels in the message properties. The producer resends a failed send itself
+ * (`maxAttempts`, the same message id); consumers deduplicate on the key whatever the broker does.
+ *
+ * @example
+ * ```ts
+ * const publisher = new RocketMQPublisher({ endpoints: '127.0.0.1:8081', topics: ['payments'] });
+ * await publisher.start();
+ * await publisher.send({ topic: 'payments', keys: payment.serial, tag: 'PAY', body: payment });
+ * await publisher.stop();
+ * ```
+ */
 export class RocketMQPublisher {
   readonly #options: ResolvedClientOptions;
   readonly #topics: readonly string[];
@@ -54,23 +87,26 @@ export class RocketMQPublisher {
   #producer: TransportProducer | undefined;
   #starting: Promise<void> | undefined;
 
+  /** Validates every option now, naming the one that is wrong. */
   constructor(options: RocketMQPublisherOptions) {
-    this.#options = resolveClientOptions(options, 'RocketMQPublisher');
+    const prefix = 'RocketMQPublisher';
+    this.#options = resolveClientOptions(options, prefix, PUBLISHER_OPTIONS);
     const topics = options.topics;
     if (
       !Array.isArray(topics) ||
       topics.length === 0 ||
       !topics.every((t) => typeof t === 'string' && t.trim() !== '')
     ) {
-      throw new InvalidOptionError('RocketMQPublisher.topics', 'a non-empty array of topic names', topics);
+      throw new InvalidOptionError(`${prefix}.topics`, 'a non-empty array of topic names', topics);
     }
     this.#topics = [...topics];
-    this.#codec = options.codec ?? 'json';
-    if (!BODY_CODECS.includes(this.#codec)) {
-      throw new InvalidOptionError('RocketMQPublisher.codec', "'json' | 'utf8' | 'buffer'", this.#codec);
-    }
-    this.#maxAttempts = integer('RocketMQPublisher.maxAttempts', options.maxAttempts, 3, 1, 16);
-    this.#logger = this.#options.logger ?? { info() {}, warn: console.warn, error: console.error };
+    this.#codec = codecOption(prefix, 'codec', options.codec, 'json');
+    this.#maxAttempts = integerOption(prefix, 'maxAttempts', options.maxAttempts, {
+      min: 1,
+      max: 16,
+      fallback: 3,
+    });
+    this.#logger = this.#options.logger ?? CONSOLE_WARNINGS;
   }
 
   /** Starts the producer; rejects with `RocketMQStartupError` within `startupTimeoutMs`. */
@@ -88,7 +124,11 @@ export class RocketMQPublisher {
 
   /** Sends one message. Refuses, before any I/O, a message without a business key. */
   async send<B>(request: PublishRequest<B>): Promise<PublishReceipt> {
-    const keys = checkKeys(request);
+    const keys = publishedKeys(
+      request?.keys,
+      (reason) => new MissingMessageKeyError(String(request?.topic), reason),
+    );
+    checkOptionsObject(request, REQUEST_FIELDS, 'RocketMQPublisher.send()');
     let body: Buffer;
     try {
       body = encodeBody(this.#codec, request.body);
@@ -117,19 +157,4 @@ export class RocketMQPublisher {
     this.#producer = undefined;
     await producer?.close(this.#logger);
   }
-}
-
-function checkKeys(request: PublishRequest): string[] {
-  const topic = String(request?.topic);
-  const raw = request?.keys;
-  const keys = typeof raw === 'string' ? [raw] : Array.isArray(raw) ? [...(raw as unknown[])] : undefined;
-  if (keys === undefined)
-    throw new MissingMessageKeyError(topic, `"keys" is ${raw === undefined ? 'missing' : typeof raw}`);
-  if (keys.length === 0) throw new MissingMessageKeyError(topic, '"keys" is an empty array');
-  keys.forEach((key, i) => {
-    if (typeof key !== 'string')
-      throw new MissingMessageKeyError(topic, `key #${i} is ${typeof key}, not a string`);
-    if (key.trim() === '') throw new MissingMessageKeyError(topic, `key #${i} is blank`);
-  });
-  return keys as string[];
 }

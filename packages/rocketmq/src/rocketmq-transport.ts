@@ -16,13 +16,15 @@
  */
 import {
   backoffDelay,
+  CONSOLE_WARNINGS,
+  carryOutInPlace,
+  handleReceivedBatch,
   InvalidOptionError,
-  isWait,
   type MessageTransport,
+  type ReceivedMessage,
   type Settlement,
   type SubscriptionSpec,
   settlementsOf,
-  sleepUnless,
   type TransportMessage,
   type TransportProfile,
 } from '@idempotent-mq/core/adapter';
@@ -59,8 +61,20 @@ const SETTLE_RETRY_BACKOFF = { initialMs: 200, maxMs: 2000 } as const;
  */
 export const kill = Symbol('RocketMQTransport.kill');
 
-/** A retry that spends no attempt: carried out in place. */
-
+/**
+ * The RocketMQ 5 side of the transport port, on rocketmq-client-nodejs 1.0.8: one SimpleConsumer and one
+ * receive loop per subscription, each settlement carried out as the registry gave it (ack, a retry by
+ * the invisible duration, a forward to the group's dead-letter queue; a wait held here, in place). Bind
+ * it to `MESSAGE_TRANSPORT` and let a `ListenerRegistry` subscribe the listeners through it; `stop()`
+ * lets the handlers in flight settle, then closes the clients. See the package README for the table.
+ *
+ * @example
+ * ```ts
+ * container.bind(MESSAGE_TRANSPORT).toConstantValue(
+ *   new RocketMQTransport({ endpoints: '127.0.0.1:8081', maxDeliveryAttempts: 17 }),
+ * );
+ * ```
+ */
 export class RocketMQTransport implements MessageTransport {
   /**
    * RocketMQ's limits and rules: 17 attempts by default (`maxDeliveryAttempts` at most), retry delays
@@ -76,7 +90,7 @@ export class RocketMQTransport implements MessageTransport {
   /** Validates every option now, naming the one that is wrong. */
   constructor(options: RocketMQTransportOptions) {
     this.#options = resolveTransportOptions(options);
-    this.#logger = this.#options.logger ?? consoleWarnings;
+    this.#logger = this.#options.logger ?? CONSOLE_WARNINGS;
     this.profile = rocketMQProfile(this.#options.maxDeliveryAttempts);
   }
 
@@ -271,67 +285,41 @@ class Subscription {
     const leases = views.map((view) => new InvisibilityLease(view, this.consumer, this.options, this.logger));
     for (const lease of leases) this.#leases.add(lease);
     const holding = new Set(leases);
-    const freeSlot = (lease: InvisibilityLease) => {
-      if (!holding.delete(lease)) return;
-      this.#inFlight--;
-      this.#wakeSlot?.();
-    };
     try {
-      const decoded: { lease: InvisibilityLease; message: TransportMessage }[] = [];
-      const settled: Promise<void>[] = [];
-      for (const lease of leases) {
-        const result = toTransportMessage(lease.view, this.options);
-        if (result.ok) decoded.push({ lease, message: result.message });
-        else {
-          const poison: Settlement = { action: 'deadLetter', reason: result.reason };
-          settled.push(this.#settle(lease, poison).finally(() => freeSlot(lease)));
-        }
-      }
-      if (decoded.length > 0) {
-        const settlements = await this.#callHandler(decoded.map((d) => d.message));
-        decoded.forEach((d, i) => {
-          const settlement = settlements[i] as Settlement;
-          settled.push(this.#carryOut(d.lease, d.message, settlement).finally(() => freeSlot(d.lease)));
-        });
-      }
-      await Promise.all(settled);
+      await handleReceivedBatch(leases, {
+        decode: (lease) => toTransportMessage(lease.view, this.options),
+        handle: (messages) => this.#callHandler(messages),
+        settle: (lease, settlement) => this.#settle(lease, settlement),
+        carryOut: (lease, message, settlement) => this.#carryOut(lease, message, settlement),
+        release: (lease) => {
+          if (!holding.delete(lease)) return;
+          this.#inFlight--;
+          this.#wakeSlot?.();
+        },
+      });
     } finally {
       for (const lease of leases) {
         lease.release();
         this.#leases.delete(lease);
-        freeSlot(lease);
       }
     }
   }
 
   /**
-   * Carries out the registry's settlement. A wait is carried out in place, as many times as the
-   * registry answers one: the lease keeps the message invisible, and after the delay it goes to
-   * `handle` again, with the same delivery attempt. Only a settlement that is not a wait reaches the
-   * broker, with the newest receipt handle.
+   * Carries out the registry's settlement (core's `carryOutInPlace`): a wait is held here, the lease
+   * keeping the message invisible, and goes to `handle` again after the delay with the same delivery
+   * attempt; only a settlement that is not a wait reaches the broker, with the newest receipt handle.
    */
-  async #carryOut(lease: InvisibilityLease, message: TransportMessage, first: Settlement): Promise<void> {
-    let settlement = first;
-    while (isWait(settlement)) {
-      const wait = settlement;
-      if (!this.#running) {
-        await this.#settle(lease, wait, `${wait.reason}; handed back to the broker at stop()`);
-        return;
-      }
-      this.#report(this.#event(lease.view, wait, { ok: true, inPlace: true }));
-      const wakeAt = Date.now() + wait.delayMs;
-      await sleepUnless(wait.delayMs, this.#stopping.signal);
-      if (this.#dead) return;
-      if (!this.#running) {
-        // Stopping: the message cannot be held, so the broker gets it for the rest of its wait. It
-        // counts the delivery when the message comes back, as it would after a crash.
-        const rest = { ...wait, delayMs: Math.max(0, wakeAt - Date.now()) };
-        await this.#settle(lease, rest, `${wait.reason}; handed back to the broker at stop()`);
-        return;
-      }
-      settlement = (await this.#callHandler([message]))[0] as Settlement;
-    }
-    await this.#settle(lease, settlement);
+  #carryOut(lease: InvisibilityLease, message: TransportMessage, first: Settlement): Promise<void> {
+    return carryOutInPlace(first, {
+      running: () => this.#running,
+      dead: () => this.#dead,
+      stopping: this.#stopping.signal,
+      holding: (wait) => this.#report(this.#event(lease.view, wait, { ok: true, inPlace: true })),
+      handleAgain: async () => (await this.#callHandler([message]))[0] as Settlement,
+      settle: (settlement) => this.#settle(lease, settlement),
+      handBack: (wait) => this.#settle(lease, wait, `${wait.reason}; handed back to the broker at stop()`),
+    });
   }
 
   /** The subscription's handler; a throw or a malformed answer becomes a failure retry for each. */
@@ -485,10 +473,8 @@ class InvisibilityLease {
   }
 }
 
-type Mapped = { ok: true; message: TransportMessage } | { ok: false; reason: string };
-
 /** A MessageView as handlers see it; a corrupted or undecodable body is a reason to dead-letter. */
-function toTransportMessage(view: MessageView, options: ResolvedTransportOptions): Mapped {
+function toTransportMessage(view: MessageView, options: ResolvedTransportOptions): ReceivedMessage {
   if (view.corrupted) {
     return { ok: false, reason: 'the body does not match its digest (corrupted in transit or in storage)' };
   }
@@ -558,9 +544,3 @@ function validateSpec(
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
-
-const consoleWarnings: RocketMQLogger = {
-  info: () => undefined,
-  warn: (...args) => console.warn(...args),
-  error: (...args) => console.error(...args),
-};

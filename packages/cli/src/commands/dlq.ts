@@ -178,10 +178,19 @@ async function openSource(config: DeadLetterSourceConfig): Promise<DeadLetterSou
   try {
     return typeof config.source === 'function' ? await config.source() : config.source;
   } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    // A source refusing its options is a configuration to fix, not a broker to wait for.
+    if ((error as { code?: unknown } | null)?.code === 'INVALID_OPTION') {
+      throw new CliError('CONFIG', `The dead-letter source "${config.name}" is misconfigured: ${message}`, {
+        cause: error,
+      });
+    }
     throw new CliError(
       'UNREACHABLE',
-      `The dead-letter source "${config.name}" could not be opened: ${error instanceof Error ? error.message : String(error)}.`,
-      { cause: error },
+      `The dead-letter source "${config.name}" could not be opened: ${message}.`,
+      {
+        cause: error,
+      },
     );
   }
 }

@@ -9,6 +9,7 @@ export { type Backoff, backoffDelay, checkBackoff } from '../backoff.js';
 export { BaseIdempotencyStore, type BaseIdempotencyStoreOptions } from '../base-idempotency-store.js';
 export { BODY_CODECS, type BodyCodec, type DecodeResult, decodeBody, encodeBody } from '../body-codec.js';
 export { type DeliverySubscription, isDeliveryInfo } from '../context.js';
+export type { DeadLetter, DeadLetterSource } from '../dead-letter.js';
 export { canonicalJson, fingerprint } from '../fingerprint.js';
 export {
   type Execution,
@@ -21,6 +22,7 @@ export * from '../index.js';
 export { type ClassBinding, classBindings } from '../listener/binding-discovery.js';
 export { DEFAULT_LISTENER, validateListenerOptions } from '../listener/message-listener.decorator.js';
 export { failureBackoff, SettlementPolicy } from '../listener/settlement-policy.js';
+export { type TransportListenerRules, transportListener } from '../listener/transport-listener.js';
 export {
   getHandlerMethod,
   getIdempotentMethods,
@@ -67,9 +69,25 @@ export type {
   TransportProfile,
 } from '../ports/message-transport.js';
 export type { CheckedPort, ReadinessRequest } from '../ports/readiness.js';
+export { type PublishedKeyRules, publishedKeys } from '../published-keys.js';
 export { formatCheck } from '../readiness-check.js';
+export {
+  carryOutInPlace,
+  handleReceivedBatch,
+  type InPlaceSteps,
+  type ReceivedBatchSteps,
+  type ReceivedMessage,
+} from '../received-batch.js';
 export { scopeOf } from '../scope.js';
 export { codePointLength, cutText, firstCodePoints, isWellFormedText } from '../text.js';
 export { type TimeoutOptions, withTimeout } from '../timeout.js';
 export { injectTraceContext, setTraceContextInjector, type TraceContextInjector } from '../trace-context.js';
 export { isSettlement, isWait, settlementsOf, sleepUnless, type Wait } from '../transport-kit.js';
+export {
+  BACKOFF_OPTIONS,
+  backoffOption,
+  CONSOLE_WARNINGS,
+  codecOption,
+  loggerOption,
+  type TransportLogger,
+} from '../transport-options.js';
