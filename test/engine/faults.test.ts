@@ -251,6 +251,24 @@ describe('when the cache fails', () => {
 });
 
 describe('when the cache hangs on a write', () => {
+  it('a copy that comes while the write is on its way is answered as the cache will answer it, not by the store', async () => {
+    const h = harness({ cache: faultyCache, store: faultyStore, module: { cacheTimeoutMs: 50 } });
+    h.cache.faults.inject('set', { hang: true });
+    const { Consumer } = consumerClass('transactional');
+    const consumer = h.get(Consumer);
+    const first = consumer.onMessage(msg('W-2'));
+    expect(await Promise.race([first.then(() => 'answered'), flush().then(() => 'held')])).toBe('answered');
+    const claims = h.store.faults.calls.get('claim') ?? 0;
+    await consumer.onMessage(msg('W-2'));
+    expect(consumer.runs).toBe(1);
+    expect(h.outcomes.map((o) => [o.kind, o.tier])).toEqual([
+      ['processed', undefined],
+      ['duplicate', 'cache'],
+    ]);
+    expect(h.store.faults.calls.get('claim') ?? 0).toBe(claims);
+    await h.clock.advance(50);
+  });
+
   it('the message is answered at commit, not held by the write, which is abandoned after cacheTimeoutMs', async () => {
     const h = harness({ cache: faultyCache, module: { cacheTimeoutMs: 50 } });
     h.cache.faults.inject('set', { hang: true });

@@ -108,6 +108,11 @@ export class IdempotencyEngine {
   private readonly defaults: IdempotencyPolicyOptions;
   /** The cache calls' bound runs on the injected clock. */
   private readonly timers: { readonly clock: Clock };
+  /**
+   * Cache writes sent and not yet answered, by token: the store has committed them, so a copy that comes
+   * meanwhile is answered from here, as the cache will answer it (a read may overtake a write on its way).
+   */
+  private readonly writing = new Map<string, CachedCompletion>();
 
   constructor(private readonly deps: IdempotencyEngineDeps) {
     this.defaults = deps.defaults ?? {};
@@ -288,6 +293,11 @@ export class IdempotencyEngine {
 
   /** Never rejects: an unreachable or slow cache is skipped, and the store decides. */
   private async readCache(call: Call, token: TokenRef): Promise<CachedCompletion | undefined> {
+    // A write on its way answers for the cache (unless the cache is down: then the store decides).
+    if (this.writing.size > 0 && !this.cacheDown) {
+      const written = this.writing.get(tokenId(token));
+      if (written) return written;
+    }
     const started = call.probe ? performance.now() : 0;
     try {
       const hit = await withTimeout(this.deps.cache.get(token), call.plan.policy.cacheTimeoutMs, this.timers);
@@ -323,7 +333,7 @@ export class IdempotencyEngine {
           : [];
       if (started !== undefined) this.batchStep(calls, started);
       if (this.cacheDown && list.length > 0) this.cacheAnswered();
-      return new Map(list.map((token, i) => [tokenId(token), values[i]]));
+      return new Map(list.map((token, i) => [tokenId(token), values[i] ?? this.writing.get(tokenId(token))]));
     } catch (error) {
       if (started !== undefined) this.batchStep(calls, started, error);
       this.cacheFailed(error);
@@ -645,11 +655,14 @@ export class IdempotencyEngine {
     }
   }
 
+  /** Sent once the store has committed, and not waited for: see {@link IdempotencyEngine.writing}. */
   private async writeCache(call: Call, token: TokenRef, completion: CachedCompletion): Promise<void> {
     const { policy } = call.plan;
     const started = call.probe ? performance.now() : 0;
+    const id = tokenId(token);
+    this.writing.set(id, completion);
     try {
-      // Bounded like a read: a hung cache must not hold the message once the store has committed.
+      // Bounded like a read: a hung cache must not keep a write pending for ever.
       await withTimeout(
         this.deps.cache.set(token, completion, policy.ttlMs),
         policy.cacheTimeoutMs,
@@ -662,6 +675,8 @@ export class IdempotencyEngine {
       this.cacheFailed(error);
       // The store has committed: the cache is only an optimisation.
       this.deps.logger.debug('cache write failed', { key: token.key, error: String(error) });
+    } finally {
+      if (this.writing.get(id) === completion) this.writing.delete(id);
     }
   }
 
