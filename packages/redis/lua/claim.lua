@@ -1,44 +1,34 @@
--- Claims a token in one round trip: insert if absent, take over an expired claim (fence + 1), reclaim a
--- completed record past its retention, or return the record that stands.
+-- Claims a token when the client's SET … NX found its key taken (or on a first claim, if the client
+-- sends no SET): take over an expired claim (fence + 1), reclaim a completed record past its retention,
+-- recognise our own claim sent again, or return the record that stands. Reads both record formats and
+-- writes format 2.
 -- KEYS[1] record key
--- ARGV[1] owner  ARGV[2] lease ms  ARGV[3] how long an abandoned claim is kept after its lease, ms
--- ARGV[4] '1' when a fingerprint follows  ARGV[5] fingerprint  ARGV[6] scope  ARGV[7] key (for people)
--- Returns {'claimed', takeover '0'|'1', fields} | {'exists', '0', fields} | {'corrupt', reason}
+-- ARGV[1] owner  ARGV[2] owner as JSON  ARGV[3] lease ms  ARGV[4] how long an abandoned claim is kept
+-- after its lease, ms  ARGV[5] the claim's tail (JSON [owner, fingerprint, scope, key])
+-- Returns {'claimed', takeover '0'|'1', record, now} | {'exists', '0', record, now} | {'corrupt', reason}
 
 -- @include record
 
 local key = KEYS[1]
-local owner, lease_ms, stale_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local owner, owner_json = ARGV[1], ARGV[2]
+local lease_ms, keep_ms, tail = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local now = now_ms()
 
--- `replace`: a record stands (expired) and its fields go first; a fresh key has none.
-local function claim(fence, replace)
-  local fields = {
-    'v', '1', 'st', 'i', 'ow', owner, 'fe', fmt(fence), 'le', fmt(now + lease_ms), 'ca', fmt(now),
-    'sc', ARGV[6], 'k', ARGV[7],
-  }
-  if ARGV[4] == '1' then
-    fields[#fields + 1] = 'fp'
-    fields[#fields + 1] = ARGV[5]
-  end
-  if replace then redis.call('DEL', key) end
-  redis.call('HSET', key, unpack(fields))
-  -- The key outlives the lease so that a late copy takes the claim over (fence + 1) rather than
-  -- claiming afresh; Redis drops an abandoned claim by itself afterwards.
-  redis.call('PEXPIRE', key, lease_ms + stale_ms)
-  return fields
+-- The key outlives the lease by keep_ms so that a late copy takes the claim over (fence + 1) rather
+-- than claiming afresh; Redis drops an abandoned claim by itself afterwards. SET replaces a format-1
+-- hash as well.
+local function claim(fence)
+  redis.call('SET', key, claim_value(fence, lease_ms, keep_ms, now, tail), 'PX', lease_ms + keep_ms)
+  return {'2', 'i', fmt(fence), fmt(now + lease_ms), fmt(now), '', '', tail}
 end
 
-local rec, flat, problem = read_record(key)
+local rec, problem = read_record(key, now)
 if problem then return {'corrupt', problem} end
-if rec == nil then return {'claimed', '0', claim(1, false)} end
+local at = fmt(now)
+if rec == nil then return {'claimed', '0', claim(1), at} end
 -- Owners are unique per claim, so this is our own claim sent again by the client after a reconnect
 -- (the first answer was lost): it is still ours.
-if rec.st == 'i' and rec.ow == owner then return {'claimed', '0', flat} end
-if rec.st == 'i' and tonumber(rec.le) <= now then
-  return {'claimed', '1', claim(tonumber(rec.fe) + 1, true)}
-end
-if rec.st == 'c' and tonumber(rec.ex) <= now then
-  return {'claimed', '0', claim(1, true)}
-end
-return {'exists', '0', flat}
+if held_by(rec, owner, owner_json) then return {'claimed', '0', reply(rec), at} end
+if rec.st == 'i' and rec.le <= now then return {'claimed', '1', claim(rec.fe + 1), at} end
+if rec.st == 'c' and rec.ex <= now then return {'claimed', '0', claim(1), at} end
+return {'exists', '0', reply(rec), at}

@@ -5,7 +5,8 @@
 
 -- @include record
 
-local rec = read_record(KEYS[1])
-if rec == nil or rec.st ~= 'c' or tonumber(rec.ex) > now_ms() then return 0 end
+local now = now_ms()
+local rec = read_record(KEYS[1], now)
+if rec == nil or rec.st ~= 'c' or rec.ex > now then return 0 end
 redis.call('DEL', KEYS[1])
 return 1

@@ -1,8 +1,10 @@
 /**
- * Redis as the source of truth, for teams without SQL. Each step is one Lua script (`lua/*.lua`), so a
- * duplicate costs one round trip and a first-time message two (claim, complete). Redis has no
+ * Redis as the source of truth, for teams without SQL. A first-time message costs two round trips: the
+ * claim is a plain `SET … NX PX` (the lease in the key's TTL, fence 1 implied by the key being new), the
+ * completion one Lua script (`lua/*.lua`, fenced on the owner). Every other step — a claim that finds
+ * the key taken (duplicate, takeover, reclaim), renew, release, reads — is one script. Redis has no
  * transactions to lend a handler, so the engine runs this store in lease mode with keep-alive renewals.
- * Leases and retention are compared against the Redis server's own clock (`TIME`).
+ * Leases and retention are compared against the Redis server's own clock (`TIME`, key TTLs).
  *
  * The guarantee holds only as far as Redis keeps what it acknowledged: see the README on AOF and replicas.
  */
@@ -29,6 +31,15 @@ import { RedisKeyLayout } from './key-layout.js';
 import { LuaScripts, type ScriptName } from './lua-scripts.js';
 import { assertRedisClient, checkRedis } from './redis-check.js';
 import { isCluster, isUnavailable, type RedisClient } from './redis-client.js';
+import { ServerClock } from './server-clock.js';
+
+/**
+ * How far ahead of the latest the server's clock can read a completed record's retention must end for
+ * a claim to answer "duplicate" from the value `SET … NX GET` returned, without a script: it covers a
+ * step forward of the server's clock since it was last read. Nearer its end, `claim.lua` decides on the
+ * server's clock.
+ */
+export const DUPLICATE_MARGIN_MS = 1_000;
 
 export interface RedisIdempotencyStoreOptions {
   /**
@@ -80,9 +91,14 @@ const STORE_OPTIONS = [
   'readableKeyLength',
 ];
 
-/** A record's hash fields; see `lua/includes/record.lua`. */
+/** A format-1 record's hash fields; see `lua/includes/record.lua`. */
 type Fields = Record<string, string>;
 
+/**
+ * The idempotency store on Redis (a node, Sentinel or Cluster), in lease mode: a first claim is a plain
+ * `SET … NX`, everything that must compare and write at once is a script. Records of the earlier format
+ * (hashes) are read and handled alike.
+ */
 export class RedisIdempotencyStore implements IdempotencyStore {
   /** Where each token is kept; exposed for operators and tests. */
   readonly layout: RedisKeyLayout;
@@ -93,6 +109,10 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   private readonly readyTimeoutMs: number;
   /** One wait for 'ready' shared by every call that arrives while the client is away. */
   private ready: Promise<void> | undefined;
+  /** The latest each node's clock can read, from the times its scripts answered. */
+  private readonly serverClock = new ServerClock();
+  /** Whether the server takes `SET … NX GET` (Redis 7.0 and later); cleared on the first refusal. */
+  private setNxGet = true;
 
   constructor(
     private readonly client: RedisClient,
@@ -126,31 +146,105 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     return checkRedis(this.client, { port: 'store', layout: this.layout, scripts: this.scripts });
   }
 
+  /**
+   * A first claim is one `SET key <claim> NX PX lease+abandonedClaimTtlMs GET`: no script runs. Its
+   * record (fence 1) then carries this process's clock as `createdAt` and `leaseExpiresAt`, since the
+   * server was not asked its time; what is stored is on the Redis clock (the lease is the key's TTL),
+   * and `get` and `inspect` read it there. When the key holds a completed record whose retention ends
+   * more than {@link DUPLICATE_MARGIN_MS} after the latest the server's clock can read (see
+   * {@link ServerClock}), that answers the claim too; anything else under the key is decided by
+   * `claim.lua`, one more round trip.
+   */
   async claim(request: ClaimRequest): Promise<ClaimResult> {
-    const { token } = request;
+    const { token, owner } = request;
     const key = this.layout.key('record', token);
+    const leaseMs = Math.ceil(request.leaseMs);
+    const tail = JSON.stringify([
+      owner,
+      request.fingerprint ?? null,
+      token.scope,
+      readable(token.key, this.readableKeyLength),
+    ]);
+    const standing = await this.firstClaim(
+      token,
+      key,
+      claimValue(leaseMs, this.abandonedClaimTtlMs, tail),
+      leaseMs,
+    );
+    if (standing === true) {
+      const now = Date.now();
+      return {
+        status: 'claimed',
+        takeover: false,
+        record: {
+          scope: token.scope,
+          key: token.key,
+          status: 'inProgress',
+          owner,
+          fence: 1,
+          leaseExpiresAt: now + leaseMs,
+          fingerprint: request.fingerprint,
+          createdAt: now,
+        },
+      };
+    }
+    if (typeof standing === 'string') {
+      const done = completedRecord(token, standing);
+      const latest = this.serverClock.latest(this.layout.scopeTag(token.scope));
+      if (
+        done?.expiresAt !== undefined &&
+        latest !== undefined &&
+        done.expiresAt - latest > DUPLICATE_MARGIN_MS
+      ) {
+        return { status: 'exists', record: done };
+      }
+    }
+    const sentAt = performance.now();
     const reply = await this.run('claim', token, [key], {
       failFast: true,
-      args: [
-        request.owner,
-        Math.ceil(request.leaseMs),
-        this.abandonedClaimTtlMs,
-        request.fingerprint === undefined ? '0' : '1',
-        request.fingerprint ?? '',
-        token.scope,
-        readable(token.key, this.readableKeyLength),
-      ],
+      args: [owner, JSON.stringify(owner), leaseMs, this.abandonedClaimTtlMs, tail],
     });
-    const [status, takeover, body] = reply as [string, string, unknown];
+    const [status, takeover, body, now] = reply as [string, string, unknown, string];
     if (status === 'corrupt') throw new CorruptRecordError(token, key, String(takeover));
-    const record = toRecord(token, body);
+    this.serverClock.observe(this.layout.scopeTag(token.scope), Number(now), sentAt);
+    const record = toRecord(token, body, key);
     if (status === 'claimed') return { status: 'claimed', record, takeover: takeover === '1' };
     return { status: 'exists', record };
   }
 
+  /**
+   * `SET … NX PX … GET`: `true` when the key was free (now claimed); else what stands under it — a
+   * string, or undefined when it is not one (a format-1 hash) or the server predates `NX` with `GET`.
+   */
+  private async firstClaim(
+    token: TokenRef,
+    key: string,
+    value: string,
+    leaseMs: number,
+  ): Promise<true | string | undefined> {
+    const px = leaseMs + this.abandonedClaimTtlMs;
+    if (this.setNxGet) {
+      try {
+        // With GET, null means the key was absent, hence set.
+        const old = await this.send('claim', token, true, () =>
+          this.client.set(key, value, 'PX', px, 'NX', 'GET'),
+        );
+        return old === null ? true : old;
+      } catch (error) {
+        // A hash under the key (format 1), or another type: claim.lua reads it.
+        if (error instanceof Error && error.message.startsWith('WRONGTYPE')) return undefined;
+        // Redis before 7.0 refuses NX with GET: from now on, SET … NX alone (not tested here: see README).
+        if (!(error instanceof Error && /syntax error/i.test(error.message))) throw error;
+        this.setNxGet = false;
+      }
+    }
+    const set = await this.send('claim', token, true, () => this.client.set(key, value, 'PX', px, 'NX'));
+    return set === 'OK' ? true : undefined;
+  }
+
   async renew(token: TokenRef, owner: string, leaseMs: number): Promise<boolean> {
     const key = this.layout.key('record', token);
-    const args = [owner, Math.ceil(leaseMs), this.abandonedClaimTtlMs];
+    const args = [owner, JSON.stringify(owner), Math.ceil(leaseMs), this.abandonedClaimTtlMs];
     // A renewal that cannot reach Redis is retried by the keep-alive's next tick.
     return (await this.run('renew', token, [key], { failFast: true, args })) === 1;
   }
@@ -160,6 +254,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     const key = this.layout.key('record', token);
     const args = [
       request.owner,
+      JSON.stringify(request.owner),
       Math.ceil(request.ttlMs),
       this.expiryGraceMs,
       request.result === undefined ? '0' : '1',
@@ -167,12 +262,19 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     ];
     // The effect has happened: wait through a reconnect (the client's own retries) rather than fail
     // fast, since a lost completion means the message runs again once the lease expires.
-    return (await this.run('complete', token, [key], { failFast: false, args })) === 1;
+    const sentAt = performance.now();
+    const [done, now] = (await this.run('complete', token, [key], { failFast: false, args })) as [
+      number,
+      string,
+    ];
+    this.serverClock.observe(this.layout.scopeTag(token.scope), Number(now), sentAt);
+    return done === 1;
   }
 
   async release(token: TokenRef, owner: string): Promise<boolean> {
     const key = this.layout.key('record', token);
-    return (await this.run('release', token, [key], { failFast: false, args: [owner] })) === 1;
+    const args = [owner, JSON.stringify(owner)];
+    return (await this.run('release', token, [key], { failFast: false, args })) === 1;
   }
 
   async get(token: TokenRef): Promise<IdempotencyRecord | undefined> {
@@ -203,7 +305,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
       const [kind, body] = (answers[i] ?? []) as [string?, unknown?];
       if (kind === undefined) return undefined;
       if (kind === 'corrupt') throw new CorruptRecordError(token, keys[i] as string, String(body));
-      return toRecord(token, body);
+      return toRecord(token, body, keys[i] as string);
     });
   }
 
@@ -249,7 +351,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     const [now, kind, body] = reply as [string, string, unknown];
     const location = `Redis key ${key}`;
     if (kind === 'corrupt') return { now: Number(now), location, unreadable: `the key ${String(body)}` };
-    return { record: kind === 'record' ? toRecord(token, body) : undefined, now: Number(now), location };
+    return { record: kind === 'record' ? toRecord(token, body, key) : undefined, now: Number(now), location };
   }
 
   /**
@@ -268,9 +370,9 @@ export class RedisIdempotencyStore implements IdempotencyStore {
       case 'absent':
         return { outcome: 'absent' };
       case 'refused':
-        return { outcome: 'refused', reason: 'liveClaim', record: toRecord(token, body) };
+        return { outcome: 'refused', reason: 'liveClaim', record: toRecord(token, body, key) };
       case 'forgotten':
-        return { outcome: 'forgotten', record: toRecord(token, body) };
+        return { outcome: 'forgotten', record: toRecord(token, body, key) };
       case 'unreadable':
         return { outcome: 'forgotten' };
       default:
@@ -379,13 +481,22 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     return this.ready;
   }
 
-  private async run(
+  private run(
     name: ScriptName,
     token: TokenRef | undefined,
     keys: readonly string[],
     { failFast, args }: { failFast: boolean; args: readonly (string | number)[] },
   ): Promise<unknown> {
-    const step = name as StoreStep;
+    return this.send(name as StoreStep, token, failFast, () => this.scripts.run(name, keys, args));
+  }
+
+  /** Sends one command (or script call), failing fast on a client that is away when asked to. */
+  private async send<T>(
+    step: StoreStep,
+    token: TokenRef | undefined,
+    failFast: boolean,
+    command: () => Promise<T>,
+  ): Promise<T> {
     // Nothing has happened yet: better that the broker redelivers later than that the copy waits long.
     if (failFast && this.client.status !== 'ready') {
       await this.untilReady();
@@ -394,7 +505,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
       if (status !== 'ready') throw new StoreUnavailableError(step, token, new RedisNotReadyError(status));
     }
     try {
-      return await this.scripts.run(name, keys, args);
+      return await command();
     } catch (error) {
       if (isUnavailable(error)) throw new StoreUnavailableError(step, token, error);
       throw error;
@@ -416,19 +527,79 @@ function bySlotTag(keys: readonly string[]): string[][] {
 
 /**
  * A record found by its Redis key (`stats`), whose token is known only from the key and the record: the
- * key part after `=` is the key itself; a hashed key part (`#…`) leaves the record's readable copy `k`.
+ * key part after `=` is the key itself; a hashed key part (`#…`) leaves the record's readable copy.
  */
 function recordAt(redisKey: unknown, body: unknown): IdempotencyRecord | undefined {
   if (typeof redisKey !== 'string' || redisKey === '') return undefined;
-  const flat = body as string[];
+  const { scope, key: readableKey } = peopleCopy(body);
+  // `<prefix>{<tag>}:s:<key part>`: the prefix holds no braces.
+  const part = redisKey.slice(redisKey.indexOf('}') + 4);
+  const key = part.startsWith('=') ? part.slice(1) : (readableKey ?? part);
+  return toRecord({ scope: scope ?? '', key }, body, redisKey);
+}
+
+/** The scope and key a record keeps for people reading Redis. */
+function peopleCopy(body: unknown): { scope?: string; key?: string } {
+  const reply = body as unknown[];
+  if (reply[0] === '2') {
+    try {
+      const [, , scope, key] = JSON.parse(reply[7] as string) as [unknown, unknown, string, string];
+      return { scope, key };
+    } catch {
+      return {}; // toRecord says what is wrong with it
+    }
+  }
+  const flat = reply[1] as string[];
   const field = (name: string): string | undefined => {
     for (let i = 0; i + 1 < flat.length; i += 2) if (flat[i] === name) return flat[i + 1];
     return undefined;
   };
-  // `<prefix>{<tag>}:s:<key part>`: the prefix holds no braces.
-  const part = redisKey.slice(redisKey.indexOf('}') + 4);
-  const key = part.startsWith('=') ? part.slice(1) : (field('k') ?? part);
-  return toRecord({ scope: field('sc') ?? '', key }, body);
+  return { scope: field('sc'), key: field('k') };
+}
+
+/**
+ * A format-2 completed record from its stored value (what `SET … NX GET` returned), or undefined when the
+ * value is anything else (a claim, format 1, foreign): `claim.lua` then decides.
+ */
+function completedRecord(token: TokenRef, value: string): IdempotencyRecord | undefined {
+  if (!value.startsWith('imq2|c|')) return undefined;
+  const parts: string[] = [];
+  let at = 7;
+  for (let n = 0; n < 4; n++) {
+    const bar = value.indexOf('|', at);
+    if (bar < 0) return undefined;
+    parts.push(value.slice(at, bar));
+    at = bar + 1;
+  }
+  if (!parts.every((part) => /^\d+$/.test(part))) return undefined;
+  let tail: unknown;
+  try {
+    tail = JSON.parse(value.slice(at));
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(tail) || typeof tail[0] !== 'string') return undefined;
+  const [fe, ca, co, ex] = parts.map(Number) as [number, number, number, number];
+  return {
+    scope: token.scope,
+    key: token.key,
+    status: 'completed',
+    owner: tail[0],
+    fence: fe,
+    fingerprint: typeof tail[1] === 'string' ? tail[1] : undefined,
+    result: typeof tail[4] === 'string' ? tail[4] : undefined,
+    createdAt: ca,
+    completedAt: co,
+    expiresAt: ex,
+  };
+}
+
+/**
+ * A format-2 claim as the client writes it with `SET … NX`: fence 1, created 0 (the scripts derive it
+ * from the key's TTL). See `lua/includes/record.lua`.
+ */
+function claimValue(leaseMs: number, keepMs: number, tail: string): string {
+  return `imq2|i|1|${leaseMs}|${keepMs}|0|${tail}`;
 }
 
 function integerOption(option: string, value: number): number {
@@ -450,8 +621,37 @@ function readable(key: string, length: number): string {
   return `${out}…`;
 }
 
-function toRecord(token: TokenRef, body: unknown): IdempotencyRecord {
-  const flat = body as string[];
+/** A record as the scripts reply it: `{'1', hash fields}` or `{'2', st, fe, le, ca, co, ex, tail}`. */
+function toRecord(token: TokenRef, body: unknown, redisKey = ''): IdempotencyRecord {
+  const reply = body as unknown[];
+  if (reply[0] === '2') {
+    const [, st, fe, le, ca, co, ex, tail] = reply as string[];
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(tail as string);
+    } catch {
+      parsed = undefined;
+    }
+    if (!Array.isArray(parsed) || typeof parsed[0] !== 'string') {
+      throw new CorruptRecordError(token, redisKey, 'holds a string that is not an idempotency record');
+    }
+    const [owner, fingerprint, , , result] = parsed as [string, string | null, string, string, string?];
+    const time = (text: string | undefined) => (text ? Number(text) : undefined);
+    return {
+      scope: token.scope,
+      key: token.key,
+      status: st === 'c' ? 'completed' : 'inProgress',
+      owner,
+      fence: Number(fe),
+      leaseExpiresAt: time(le),
+      fingerprint: fingerprint ?? undefined,
+      result,
+      createdAt: Number(ca),
+      completedAt: time(co),
+      expiresAt: time(ex),
+    };
+  }
+  const flat = reply[1] as string[];
   const f: Fields = {};
   for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i] as string] = flat[i + 1] as string;
   const number = (name: string): number | undefined => (f[name] === undefined ? undefined : Number(f[name]));

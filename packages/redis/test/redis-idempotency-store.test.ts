@@ -5,6 +5,7 @@
 import {
   IDEMPOTENCY_CLOCK,
   type IdempotencyContext,
+  type IdempotencyRecord,
   Idempotent,
   InvalidOptionError,
   SystemClock,
@@ -44,13 +45,35 @@ async function commandCounts(): Promise<Record<string, number>> {
   return counts;
 }
 
+/**
+ * The commands clients sent (one round trip each; a script's own commands are not counted), as the
+ * server's MONITOR saw them while `work` ran, with their first arguments.
+ */
+async function sent(work: () => Promise<unknown>): Promise<string[]> {
+  const monitor = await client.monitor();
+  const seen: string[] = [];
+  monitor.on('monitor', (_time: string, args: string[], source: string) => {
+    if (source !== 'lua' && args[0]?.toLowerCase() !== 'ping')
+      seen.push(args.slice(0, 1).join(' ').toLowerCase());
+  });
+  try {
+    await work();
+    // MONITOR's feed lags the replies a little: a PING through it marks the end.
+    await client.ping();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  } finally {
+    monitor.disconnect();
+  }
+  return seen;
+}
+
 const serverTime = async () => {
   const [seconds, micros] = await client.time();
   return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
 };
 
 describe('RedisIdempotencyStore', () => {
-  it('one round trip for a duplicate, two for a first-time message (cache on another Redis)', async () => {
+  it('one round trip for a duplicate, two for a first-time message, one of them a plain SET (cache on another Redis)', async () => {
     const shared = new Redis({ host: '127.0.0.1', port: 6379 });
     try {
       @injectable()
@@ -69,12 +92,11 @@ describe('RedisIdempotencyStore', () => {
       h.container.rebind(IDEMPOTENCY_CLOCK).toConstantValue(new SystemClock());
       const consumer = h.get(Counted);
       await consumer.onMessage(msg('WARM-UP')); // loads the scripts on this server (NOSCRIPT → EVAL once)
-      await commandCounts();
 
-      await consumer.onMessage(msg('ROUND-1'));
-      expect(await commandCounts()).toEqual({ evalsha: 2 });
-      await consumer.onMessage(msg('ROUND-1'));
-      expect(await commandCounts()).toEqual({ evalsha: 1 });
+      // First time: the claim is a plain SET … NX GET, the completion one script.
+      expect(await sent(() => consumer.onMessage(msg('ROUND-1')))).toEqual(['set', 'evalsha']);
+      // A duplicate: the SET finds the completed record and that answers it.
+      expect(await sent(() => consumer.onMessage(msg('ROUND-1')))).toEqual(['set']);
       expect(consumer.runs).toBe(2);
       expect(h.outcomes.at(-1)).toMatchObject({ kind: 'duplicate', tier: 'store' });
     } finally {
@@ -82,12 +104,33 @@ describe('RedisIdempotencyStore', () => {
     }
   });
 
+  it("a duplicate is answered from the SET's reply only once the store has read that node's clock", async () => {
+    const token = { scope: 'v1:fresh-store', key: 'F-1' };
+    const writer = new RedisIdempotencyStore(client);
+    await writer.check(); // SCRIPT LOAD, so that no NOSCRIPT → EVAL is counted below
+    await writer.claim({ token, owner: 'o', leaseMs: 10_000 });
+    await writer.complete({ token, owner: 'o', ttlMs: 600_000 });
+    // A store (a process) that has not heard this node's time yet cannot tell the retention from the value.
+    const fresh = new RedisIdempotencyStore(client);
+    expect(await sent(() => fresh.claim({ token, owner: 'p', leaseMs: 10_000 }))).toEqual(['set', 'evalsha']);
+    // The script's answer carried the time: the next duplicate is one SET.
+    expect(await sent(() => fresh.claim({ token, owner: 'q', leaseMs: 10_000 }))).toEqual(['set']);
+    // A claim in flight is always the script's (its lease is the key's TTL, which the SET does not return).
+    const live = { scope: 'v1:fresh-store', key: 'F-2' };
+    await writer.claim({ token: live, owner: 'o', leaseMs: 10_000 });
+    expect(await sent(() => fresh.claim({ token: live, owner: 'p', leaseMs: 10_000 }))).toEqual([
+      'set',
+      'evalsha',
+    ]);
+  });
+
   it('leases and retention are on the Redis clock, and the keys carry matching TTLs', async () => {
     const store = new RedisIdempotencyStore(client, { abandonedClaimTtlMs: 30_000, expiryGraceMs: 5_000 });
     const token = { scope: 'v1:clock', key: 'T-1' };
     const before = await serverTime();
-    const { record } = await store.claim({ token, owner: 'o', leaseMs: 10_000 });
+    await store.claim({ token, owner: 'o', leaseMs: 10_000 });
     const after = await serverTime();
+    const record = (await store.get(token)) as IdempotencyRecord;
     expect(record.createdAt).toBeGreaterThanOrEqual(before);
     expect(record.createdAt).toBeLessThanOrEqual(after);
     expect(record.leaseExpiresAt).toBe(record.createdAt + 10_000);
