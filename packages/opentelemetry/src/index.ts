@@ -9,6 +9,6 @@ export {
   OpenTelemetryInstrumentation,
   type OpenTelemetryInstrumentationOptions,
 } from './opentelemetry-instrumentation.js';
-export type { StepRecording } from './telemetry.js';
+export type { StepMetrics, StepRecording } from './telemetry.js';
 export { installTraceContextInjector, type TraceContextInjectorOptions } from './trace-context-injector.js';
 export { w3cTraceContext } from './w3c-trace-context.js';

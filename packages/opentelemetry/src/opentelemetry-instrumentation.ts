@@ -28,7 +28,7 @@ import {
 import { EngineMetrics } from './engine-metrics.js';
 import { INSTRUMENTATION_NAME } from './names.js';
 import { ProcessSpan } from './process-span.js';
-import { type StepRecording, Telemetry, type TelemetryOptions } from './telemetry.js';
+import { type StepMetrics, type StepRecording, Telemetry, type TelemetryOptions } from './telemetry.js';
 import { w3cTraceContext } from './w3c-trace-context.js';
 
 /** Options of {@link OpenTelemetryInstrumentation}. */
@@ -52,10 +52,19 @@ export interface OpenTelemetryInstrumentationOptions {
   /**
    * How store and cache calls appear on a message's span: `'events'` (one event each, with its duration),
    * `'spans'` (a child span each: a clearer picture, and a span's cost each), or `'none'`. Their latency
-   * histograms are recorded either way.
+   * histograms are recorded either way (see `stepMetrics`).
    * @defaultValue `'events'`
    */
   readonly steps?: StepRecording;
+  /**
+   * Which store and cache calls go into `idempotent_mq.store.duration` and `idempotent_mq.cache.duration`:
+   * `'all'`; `'traced'`, only the calls of messages whose span is recorded, so that a sampler in the SDK
+   * thins them as it thins spans (their distribution stays, their count is the sampled share: count calls
+   * from `idempotent_mq.outcomes` or from the spans, not from these); or `'none'`. Each call recorded costs
+   * the SDK an attribute hash, about a microsecond: more than a memory store's call itself.
+   * @defaultValue `'all'`
+   */
+  readonly stepMetrics?: StepMetrics;
   /**
    * Make the producer's span (from the message's `traceparent`) the parent of the `process` span, so that
    * producer and consumer share one trace. It is linked either way; a span already active where the
@@ -82,6 +91,7 @@ const KNOWN = [
   'meterProvider',
   'recordKeys',
   'steps',
+  'stepMetrics',
   'producerAsParent',
   'messagingSystem',
   'propagator',
@@ -132,6 +142,13 @@ export class OpenTelemetryInstrumentation implements IdempotencyInstrumentation 
         ['events', 'spans', 'none'],
         'events',
       ) as StepRecording,
+      stepMetrics: enumOption(
+        WHERE,
+        'stepMetrics',
+        options.stepMetrics,
+        ['all', 'traced', 'none'],
+        'all',
+      ) as StepMetrics,
       producerAsParent: booleanOption(WHERE, 'producerAsParent', options.producerAsParent, true) as boolean,
       messagingSystem: options.messagingSystem,
       propagator: options.propagator ?? w3cTraceContext,

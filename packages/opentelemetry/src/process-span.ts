@@ -57,11 +57,12 @@ export class ProcessSpan implements MessageProbe {
 
     const active = context.active();
     const producer = producerContext(telemetry, message);
-    const links: Link[] = producer ? [{ context: producer }] : [];
+    const links: Link[] | undefined = producer ? [{ context: producer }] : undefined;
     // One message per span: the conventions allow its creation context as the parent, but not over
-    // a span already active (a direct call inside a request), which stays the parent.
+    // a span already active (a direct call inside a request), which stays the parent. A delivery
+    // runs in the root context: nothing to look for there.
     const parent =
-      producer && options.producerAsParent && !hasSpan(active)
+      producer && options.producerAsParent && (active === ROOT_CONTEXT || !hasSpan(active))
         ? trace.setSpanContext(active, producer)
         : active;
     const shape = telemetry.spanShape(handler, delivery?.subscription);
@@ -84,19 +85,24 @@ export class ProcessSpan implements MessageProbe {
     return this.#context ? context.with(this.#context, path) : path();
   }
 
-  /** A store or cache call: into its latency histogram (once per call), and onto the span. */
+  /** A store or cache call: into its latency histogram (once per call, as `stepMetrics` says), and onto the span. */
   step(timing: StepTiming): void {
     const errorType = timing.error === undefined ? undefined : errorTypeOf(timing.error);
-    if (this.#telemetry.metrics && !timing.repeated) this.#telemetry.metrics.step(timing, errorType);
     const span = this.#span;
-    if (!span?.isRecording()) return;
+    const recording = span?.isRecording() === true;
+    const { metrics, options } = this.#telemetry;
+    if (metrics && !timing.repeated) {
+      const { stepMetrics } = options;
+      if (stepMetrics === 'all' || (stepMetrics === 'traced' && recording)) metrics.step(timing, errorType);
+    }
+    if (!recording) return;
     const name = `${timing.target} ${timing.operation}`;
-    const { steps } = this.#telemetry.options;
+    const { steps } = options;
     if (steps === 'events') {
       const attributes: Attributes = { [ATTR.DURATION_MS]: timing.durationMs };
       if (errorType !== undefined) attributes[SEMCONV.ERROR_TYPE] = errorType;
       if (timing.messages > 1) attributes[SEMCONV.MESSAGING_BATCH_MESSAGE_COUNT] = timing.messages;
-      span.addEvent(name, attributes, hrTime(timing.startedAt));
+      (span as Span).addEvent(name, attributes, hrTime(timing.startedAt));
     } else if (steps === 'spans') {
       const child = (this.#telemetry.tracer as NonNullable<Telemetry['tracer']>).startSpan(
         name,

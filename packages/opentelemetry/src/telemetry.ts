@@ -10,10 +10,17 @@ import { ATTR, messagingSystem, SEMCONV } from './names.js';
 /** How store and cache calls appear on a message's span. */
 export type StepRecording = 'events' | 'spans' | 'none';
 
+/**
+ * Which store and cache calls go into their latency histograms: `'all'`, only those of messages whose
+ * span is recorded (`'traced'`: the sampler's share), or `'none'`.
+ */
+export type StepMetrics = 'all' | 'traced' | 'none';
+
 /** The instrumentation's options once checked, defaults applied. */
 export interface TelemetryOptions {
   readonly recordKeys: boolean;
   readonly steps: StepRecording;
+  readonly stepMetrics: StepMetrics;
   readonly producerAsParent: boolean;
   readonly messagingSystem: string | undefined;
   readonly propagator: TextMapPropagator;

@@ -29,7 +29,7 @@ import {
 } from '@idempotent-mq/opentelemetry';
 import { InMemoryBroker } from '@idempotent-mq/testing';
 import { context, metrics, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { type ReadableSpan, type Sampler, SamplingDecision } from '@opentelemetry/sdk-trace-base';
 import { Container, injectable } from 'inversify';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -241,6 +241,52 @@ describe('a message through the listener registry, with the SDK registered', () 
     expect(cache.getMany).toBe(2); // the first round's read and this one
   });
 
+  it("stepMetrics: 'traced' times only the store and cache calls of recorded messages, 'none' none; outcomes and durations stay whole", async () => {
+    // Records the messages that arrive while `sampling` is on, and drops the others.
+    let sampling = true;
+    const toggled: Sampler = {
+      shouldSample: () => ({
+        decision: sampling ? SamplingDecision.RECORD_AND_SAMPLED : SamplingDecision.NOT_RECORD,
+      }),
+      toString: () => 'toggled',
+    };
+    const expected = {
+      all: { store: { begin: 2, claim: 2, complete: 2, commit: 2 }, cache: { getMany: 2, set: 2 } },
+      traced: { store: { begin: 1, claim: 1, complete: 1, commit: 1 }, cache: { getMany: 1, set: 1 } },
+      none: { store: {}, cache: {} },
+    };
+    for (const stepMetrics of ['all', 'traced', 'none'] as const) {
+      await sdk.shutdown();
+      sdk = inMemorySdk(toggled);
+      trace.disable();
+      trace.setGlobalTracerProvider(sdk.tracerProvider);
+      const broker = new InMemoryBroker();
+      const { registry } = await consumer(broker, { stepMetrics });
+      sampling = true;
+      publishTraced(broker, 'PAY-1');
+      await broker.idle(5_000);
+      sampling = false;
+      publishTraced(broker, 'PAY-2');
+      await broker.idle(5_000);
+      await registry.stop();
+
+      expect(processSpans(), stepMetrics).toHaveLength(1);
+      expect(countsBy(await sdk.histograms(METRIC.STORE_DURATION), ATTR.OPERATION), stepMetrics).toEqual(
+        expected[stepMetrics].store,
+      );
+      expect(countsBy(await sdk.histograms(METRIC.CACHE_DURATION), ATTR.OPERATION), stepMetrics).toEqual(
+        expected[stepMetrics].cache,
+      );
+      const outcomes = await sdk.sums(METRIC.OUTCOMES);
+      expect(pointWith(outcomes, { [ATTR.OUTCOME]: 'processed' }), stepMetrics).toBe(2);
+      const durations = await sdk.histograms(METRIC.MESSAGE_DURATION);
+      expect(
+        durations.map((p) => p.value.count),
+        stepMetrics,
+      ).toEqual([2]);
+    }
+  });
+
   it('puts the key on spans only when asked (recordKeys), and never on metrics', async () => {
     const keyed = new InMemoryBroker();
     const a = await consumer(keyed, { recordKeys: true });
@@ -435,6 +481,9 @@ describe('options', () => {
     );
     expect(() => new OpenTelemetryInstrumentation({ steps: 'all' as never })).toThrow(
       /OpenTelemetryInstrumentation\.steps.*'events', 'spans', 'none'/,
+    );
+    expect(() => new OpenTelemetryInstrumentation({ stepMetrics: 'some' as never })).toThrow(
+      /OpenTelemetryInstrumentation\.stepMetrics.*'all', 'traced', 'none'/,
     );
     expect(() => new OpenTelemetryInstrumentation({ tracerProvider: {} as never })).toThrow(
       InvalidOptionError,

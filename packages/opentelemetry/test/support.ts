@@ -9,6 +9,7 @@ import {
   BasicTracerProvider,
   InMemorySpanExporter,
   type ReadableSpan,
+  type Sampler,
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 
@@ -34,10 +35,13 @@ export interface InMemorySdk {
   shutdown(): Promise<void>;
 }
 
-/** A fresh SDK in memory: nothing registered globally. */
-export function inMemorySdk(): InMemorySdk {
+/** A fresh SDK in memory: nothing registered globally; the SDK's default sampler unless given one. */
+export function inMemorySdk(sampler?: Sampler): InMemorySdk {
   const exporter = new InMemorySpanExporter();
-  const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+  const tracerProvider = new BasicTracerProvider({
+    spanProcessors: [new SimpleSpanProcessor(exporter)],
+    ...(sampler ? { sampler } : {}),
+  });
   const reader = new CollectingReader();
   const meterProvider = new MeterProvider({ readers: [reader] });
   const points = async (name: string) => {

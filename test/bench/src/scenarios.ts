@@ -425,13 +425,13 @@ async function telemetryScenarios(c: number, redisCache: IdempotencyCache): Prom
   const target = (ratio: number) => (c === 64 ? ratio : undefined);
   const list: Scenario[] = [];
 
-  for (const [label, instrumentation, ratio, enter] of [
-    ['SDK', t.sdk, 0.9, withContextManager],
-    ['API without SDK', t.apiOnly, 0.98, withoutContextManager],
+  for (const [label, tag, instrumentation, ratio, enter] of [
+    ['SDK', 'sdk', t.sdk, 0.9, withContextManager],
+    ["SDK, steps and stepMetrics 'none'", 'lean', t.sdkLean, 0.9, withContextManager],
+    ['API without SDK', 'api', t.apiOnly, 0.98, withoutContextManager],
   ] as const) {
     const on = side(new MemoryIdempotencyCache(), instrumentation);
     const off = side(new MemoryIdempotencyCache());
-    const tag = label === 'SDK' ? 'sdk' : 'api';
     const [dupOn, dupOff] = [await completed(on, `tdup-${tag}-on`), await completed(off, `tdup-${tag}-off`)];
     list.push(
       {

@@ -18,6 +18,8 @@ interface OurPackage {
   OpenTelemetryInstrumentation: new (options?: {
     tracerProvider?: unknown;
     meterProvider?: unknown;
+    steps?: 'events' | 'spans' | 'none';
+    stepMetrics?: 'all' | 'traced' | 'none';
   }) => IdempotencyInstrumentation;
 }
 
@@ -32,12 +34,25 @@ interface Sdk {
     MetricReader: abstract new () => object;
   };
   contextManager: { AsyncLocalStorageContextManager: new () => { enable(): unknown } };
-  api: { context: { setGlobalContextManager(manager: unknown): boolean; disable(): void } };
+  api: {
+    context: {
+      setGlobalContextManager(manager: unknown): boolean;
+      disable(): void;
+      with(context: unknown, fn: () => void): void;
+    };
+    ROOT_CONTEXT: { setValue(key: symbol, value: unknown): unknown };
+    createContextKey(description: string): symbol;
+  };
 }
 
 export interface BenchTelemetry {
   /** On the SDK: spans batched to an exporter that drops them, metrics held by a reader. */
   readonly sdk: IdempotencyInstrumentation;
+  /**
+   * On the same SDK, the least the instrumentation records: the span and the message's metrics, no
+   * store or cache call on either (`steps: 'none'`, `stepMetrics: 'none'`).
+   */
+  readonly sdkLean: IdempotencyInstrumentation;
   /** The API with no SDK registered: what a library user pays who has not set OpenTelemetry up. */
   readonly apiOnly: IdempotencyInstrumentation;
   /**
@@ -77,14 +92,25 @@ export async function benchTelemetry(): Promise<BenchTelemetry> {
   const meterProvider = new sdk.metrics.MeterProvider({ readers: [new HeldReader()] });
   const manager = new sdk.contextManager.AsyncLocalStorageContextManager();
   let on = false;
+  // Node's AsyncLocalStorage costs a promise nothing until it has run once (then it propagates its store
+  // through every promise), so that switching it on runs it once, as any traced application has.
+  const primed = sdk.api.ROOT_CONTEXT.setValue(sdk.api.createContextKey('bench'), true);
   const contextManager = (wanted: boolean) => {
     if (wanted === on) return;
-    if (wanted) sdk.api.context.setGlobalContextManager(manager.enable());
-    else sdk.api.context.disable();
+    if (wanted) {
+      sdk.api.context.setGlobalContextManager(manager.enable());
+      sdk.api.context.with(primed, () => {});
+    } else sdk.api.context.disable();
     on = wanted;
   };
   return {
     sdk: new ours.OpenTelemetryInstrumentation({ tracerProvider, meterProvider }),
+    sdkLean: new ours.OpenTelemetryInstrumentation({
+      tracerProvider,
+      meterProvider,
+      steps: 'none',
+      stepMetrics: 'none',
+    }),
     apiOnly: new ours.OpenTelemetryInstrumentation(),
     contextManager,
     exported: () => exported,
