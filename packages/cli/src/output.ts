@@ -1,5 +1,6 @@
 /** What a command answers, and how it reads: one JSON document (`--json`) or lines for people. */
 import type { IdempotencyRecord } from '@idempotent-mq/core';
+import { cutText } from '@idempotent-mq/core/adapter';
 import type { ExitCodeValue } from './exit-codes.js';
 
 /** A command's answer: its exit code, its JSON document and its text. */
@@ -112,9 +113,9 @@ export function duration(ms: number): string {
   return parts.filter((p) => !p.startsWith('0')).join(' ') || '0s';
 }
 
-/** `text` cut to `max` characters with an ellipsis. */
+/** `text` cut to `max` code points with an ellipsis (never half a surrogate pair). */
 export function clip(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max)}…` : text;
+  return cutText(text, max);
 }
 
 /** Parses `--within`-style durations: `250`, `250ms`, `30s`, `15m`, `24h`, `7d`; undefined when it is not one. */

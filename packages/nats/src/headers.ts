@@ -2,6 +2,8 @@
  * The headers this package reads and writes, in one place: the business keys a publisher sets, and what
  * a dead letter carries about where it came from and why.
  */
+
+import { cutText } from '@idempotent-mq/core/adapter';
 import type { MsgHdrs } from '@nats-io/transport-node';
 
 /** JetStream's own de-duplication header: a resend with the same id within the duplicate window is dropped. */
@@ -58,5 +60,5 @@ export function propertiesOf(headers: MsgHdrs | undefined): Record<string, strin
 /** A header value that NATS can carry: one line, cut to a reasonable length. */
 export function headerValue(text: string): string {
   const line = text.replace(/[\r\n]+/g, ' ');
-  return line.length > MAX_HEADER_VALUE ? `${line.slice(0, MAX_HEADER_VALUE - 1)}…` : line;
+  return cutText(line, MAX_HEADER_VALUE - 1);
 }

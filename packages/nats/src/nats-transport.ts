@@ -30,6 +30,7 @@ import {
   settlementsOf,
   type TransportMessage,
   type TransportProfile,
+  withTimeout,
 } from '@idempotent-mq/core/adapter';
 import {
   type Consumer,
@@ -621,7 +622,7 @@ class Subscription {
       }
       if (reply.kind === 'term') msg.term();
       else msg.nak(reply.delayMs);
-      if (!(await withTimeout(this.link.nc.flush(), this.options.settleTimeoutMs))) {
+      if (!(await within(this.link.nc.flush(), this.options.settleTimeoutMs))) {
         throw new Error(`the server did not confirm within ${this.options.settleTimeoutMs} ms`);
       }
     });
@@ -687,7 +688,7 @@ class Subscription {
       renewed.push(held);
     }
     if (renewed.length === 0) return;
-    void withTimeout(this.link.nc.flush(), this.options.renewIntervalMs).then(
+    void within(this.link.nc.flush(), this.options.renewIntervalMs).then(
       (flushed) => {
         if (!flushed) return;
         for (const held of renewed) held.touchedAt = Math.max(held.touchedAt, sentAt);
@@ -837,18 +838,10 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** True once `promise` resolves within `ms`, false if it takes longer; rejects as it does. */
-function withTimeout(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    promise.then(
-      () => {
-        clearTimeout(timer);
-        resolve(true);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
+function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  return withTimeout(
+    promise.then(() => true),
+    ms,
+    { fallback: () => false },
+  );
 }

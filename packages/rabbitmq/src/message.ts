@@ -3,6 +3,7 @@
  * the transport sends it on (to a retry queue, back to its queue, to the dead-letter queue).
  */
 import type { TransportMessage } from '@idempotent-mq/core';
+import { cutText } from '@idempotent-mq/core/adapter';
 import type { Message, Options } from 'amqplib';
 import { type BodyCodec, decodeBody } from './codec.js';
 import { HEADERS } from './topology.js';
@@ -95,7 +96,7 @@ export function copyOptions(message: Message, headers: Record<string, string | n
 
 /** A reason fit for a header (the whole header table must stay under 64 KiB). */
 export function reasonHeader(reason: string): string {
-  return reason.length > 1000 ? `${reason.slice(0, 1000)}…` : reason;
+  return cutText(reason, 1000);
 }
 
 /** The producer's headers, as strings: ours (`idempotent-mq-*`) and RabbitMQ's (`x-*`) left out. */

@@ -25,6 +25,7 @@ import {
   sleepUnless,
   type TransportMessage,
   type TransportProfile,
+  withTimeout,
 } from '@idempotent-mq/core/adapter';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { BodyCodec } from './codec.js';
@@ -414,13 +415,9 @@ class Subscription {
       if (this.#dead) return { ok: false, error: new Error('killed') };
       if (d.on.closed) return { ok: false, error: new Error('its channel closed') };
       try {
-        const confirmed = await withTimeout(
-          this.#confirmedChannel(),
-          confirmTimeoutMs,
-          'a publishing channel',
-        );
+        const confirmed = await bounded(this.#confirmedChannel(), confirmTimeoutMs, 'a publishing channel');
         if (step > 0 && !confirmed.declared.has(queue)) {
-          await withTimeout(
+          await bounded(
             declareRetryQueue(confirmed.channel, this.plan.names, step),
             confirmTimeoutMs,
             `the declaration of ${queue}`,
@@ -738,19 +735,7 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** `promise`, or a rejection naming `what` after `ms`. */
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
+/** `promise`, or a rejection naming `what` after `ms` (core's one bound). */
+function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return withTimeout(promise, ms, { error: () => new Error(`${what} took longer than ${ms} ms`) });
 }

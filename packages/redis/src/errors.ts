@@ -1,5 +1,6 @@
 /** The errors this package raises; connection failures of the store surface as core's `StoreUnavailableError`. */
 import { IdempotencyError, type TokenRef } from '@idempotent-mq/core';
+import { cutText } from '@idempotent-mq/core/adapter';
 
 /**
  * The client was not connected when a call that must not wait was made. ioredis reconnects by itself;
@@ -33,8 +34,8 @@ export class CorruptRecordError extends IdempotencyError {
   ) {
     super(
       'STORE_FAILED',
-      `The Redis key "${redisKey.length > 120 ? `${redisKey.slice(0, 120)}…` : redisKey}" of token ` +
-        `"${token.key.slice(0, 80)}" in scope "${token.scope}" ${reason}. Inspect it; delete it to let ` +
+      `The Redis key "${cutText(redisKey, 120)}" of token ` +
+        `"${cutText(token.key, 80)}" in scope "${token.scope}" ${reason}. Inspect it; delete it to let ` +
         `the message be processed (again).`,
     );
   }

@@ -7,12 +7,12 @@
  */
 import { createHash } from 'node:crypto';
 import { InvalidOptionError, type TokenRef } from '@idempotent-mq/core';
+import { isWellFormedText } from '@idempotent-mq/core/adapter';
 
 export type KeyKind = 'cache' | 'record';
 
 const KIND_SEGMENT: Record<KeyKind, string> = { cache: 'c', record: 's' };
 const TAG_LENGTH = 16; // 96 bits of SHA-256: scopes would collide only by accident of astronomically low odds
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 // UTF-16 code units, not UTF-8: two strings with different lone surrogates would encode alike in UTF-8.
 function digest(text: string): string {
@@ -73,7 +73,7 @@ export class RedisKeyLayout {
   private keyPart(key: string): string {
     // A UTF-16 code unit takes at most 3 bytes in UTF-8, so most keys skip the byte count.
     const short = key.length * 3 <= this.maxKeyBytes || Buffer.byteLength(key, 'utf8') <= this.maxKeyBytes;
-    return short && !LONE_SURROGATE.test(key) ? `=${key}` : `#${digest(key)}`;
+    return short && isWellFormedText(key) ? `=${key}` : `#${digest(key)}`;
   }
 }
 

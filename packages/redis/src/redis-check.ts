@@ -6,6 +6,7 @@
  * engine works without a cache.
  */
 import { InvalidOptionError, type ReadinessCheck } from '@idempotent-mq/core';
+import { withTimeout } from '@idempotent-mq/core/adapter';
 import type { Cluster, Redis } from 'ioredis';
 import type { RedisKeyLayout } from './key-layout.js';
 import type { LuaScripts } from './lua-scripts.js';
@@ -309,23 +310,10 @@ function untilReady(client: RedisClient, ms: number): Promise<{ status: string; 
   });
 }
 
+/** `work`, or a rejection naming `what` after one check step. */
 function within<T>(what: string, work: Promise<T>): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${what}: no answer within ${CHECK_STEP_MS} ms`)),
-      CHECK_STEP_MS,
-    );
-    timer.unref?.();
-    work.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
+  return withTimeout(work, CHECK_STEP_MS, {
+    error: () => new Error(`${what}: no answer within ${CHECK_STEP_MS} ms`),
   });
 }
 

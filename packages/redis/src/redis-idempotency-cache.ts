@@ -17,6 +17,7 @@ import {
   InvalidOptionError,
   type ReadinessCheck,
   type TokenRef,
+  withTimeout,
 } from '@idempotent-mq/core/adapter';
 import { decodeCacheValue, encodeCacheValue } from './cache-value.js';
 import { RedisNotReadyError, RedisTimeoutError } from './errors.js';
@@ -297,20 +298,7 @@ export class RedisIdempotencyCache implements IdempotencyCache {
 
   /** `promise`, or a {@link RedisTimeoutError} after `timeoutMs`. One timer per command sent. */
   private bounded<T>(promise: Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new RedisTimeoutError(this.timeoutMs)), this.timeoutMs);
-      timer.unref();
-      promise.then(
-        (value) => {
-          clearTimeout(timer);
-          resolve(value);
-        },
-        (error: unknown) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      );
-    });
+    return withTimeout(promise, this.timeoutMs, { error: () => new RedisTimeoutError(this.timeoutMs) });
   }
 }
 

@@ -16,7 +16,9 @@
  *   default egg-logger, closed, printed a "log stream had been closed" stack trace to stderr on every
  *   stop. The client gets a logger it cannot close; `close()` closes the default one once it is done.
  */
+
 import { Duplex } from 'node:stream';
+import { withTimeout } from '@idempotent-mq/core/adapter';
 import {
   type BaseClient,
   FilterExpression,
@@ -330,7 +332,6 @@ export async function startClient(
   options: ResolvedClientOptions,
   logger: RocketMQLogger,
 ): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
   const started = client.startup();
   // 1.0.8 resolves start-up on the first settings that arrive *after* it began waiting for them; with
   // several topics (or a quick proxy) the answer comes while routes are still being fetched and is
@@ -342,16 +343,11 @@ export async function startClient(
       // the stream is being renewed; the next tick asks again
     }
   }, 250);
-  const timedOut = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new RocketMQStartupError(role, options.endpoints, options.startupTimeoutMs)),
-      options.startupTimeoutMs,
-    );
-  });
   try {
-    await Promise.race([started, timedOut]);
+    await withTimeout(started, options.startupTimeoutMs, {
+      error: () => new RocketMQStartupError(role, options.endpoints, options.startupTimeoutMs),
+    });
   } catch (error) {
-    clearTimeout(timer);
     clearInterval(resync);
     // A start-up still under way when the client closes either fails (routes) or never completes
     // (settings); its rejection is expected and ignored.
@@ -361,7 +357,6 @@ export async function startClient(
       ? error
       : new RocketMQStartupError(role, options.endpoints, undefined, error);
   } finally {
-    clearTimeout(timer);
     clearInterval(resync);
   }
 }
