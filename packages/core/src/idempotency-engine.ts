@@ -6,9 +6,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { backoffDelay } from './backoff.js';
-import { type DeliveryInfo, type IdempotencyContext, isDeliveryInfo } from './context.js';
+import { type IdempotencyContext, isDeliveryInfo } from './context.js';
 import { LeaseKeeper } from './engine/lease-keeper.js';
 import { type MethodPlan, MethodPlans } from './engine/method-plan.js';
+import { ProbeReports } from './engine/probe-reports.js';
 import {
   HandlerTimeoutError,
   IdempotencyError,
@@ -36,13 +37,7 @@ import type { DuplicateTier, Execution, IdempotencyOutcome, OutcomeListener } fr
 import type { Clock } from './ports/clock.js';
 import type { CachedCompletion, IdempotencyCache } from './ports/idempotency-cache.js';
 import type { ClaimResult, IdempotencyStore } from './ports/idempotency-store.js';
-import type {
-  IdempotencyInstrumentation,
-  MessageProbe,
-  StepOperation,
-  StepTarget,
-  StepTiming,
-} from './ports/instrumentation.js';
+import type { IdempotencyInstrumentation, MessageProbe, StepOperation } from './ports/instrumentation.js';
 import type { IdempotencyLogger } from './ports/logger.js';
 import { withTimeout } from './timeout.js';
 
@@ -113,10 +108,13 @@ export class IdempotencyEngine {
    * meanwhile is answered from here, as the cache will answer it (a read may overtake a write on its way).
    */
   private readonly writing = new Map<string, CachedCompletion>();
+  /** What the instrumentation hears of each message (see engine/probe-reports.ts). */
+  private readonly reports: ProbeReports;
 
   constructor(private readonly deps: IdempotencyEngineDeps) {
     this.defaults = deps.defaults ?? {};
     this.timers = { clock: deps.clock };
+    this.reports = new ProbeReports(deps.instrumentation, deps.logger);
     // Validates the module defaults at start-up, before any message arrives.
     resolvePolicy(this.defaults);
     this.plans = new MethodPlans(this.defaults, deps.store);
@@ -219,24 +217,8 @@ export class IdempotencyEngine {
       cacheBypassed: false,
       handlerStarted: false,
       transientRetries: 0,
-      probe: this.deps.instrumentation && this.probeOf(plan, message, info),
+      probe: this.deps.instrumentation && this.reports.probeOf(plan, message, info),
     };
-  }
-
-  /** The instrumentation's probe of a message: none when it declines the message, or throws. */
-  private probeOf(
-    plan: MethodPlan,
-    message: unknown,
-    info: DeliveryInfo | undefined,
-  ): MessageProbe | undefined {
-    try {
-      return this.deps.instrumentation?.startMessage(message, plan, info);
-    } catch (error) {
-      this.deps.logger.error('the instrumentation threw; this message goes uninstrumented', {
-        error: String(error),
-      });
-      return undefined;
-    }
   }
 
   /** A message's path, inside its probe's context (its trace span) when it has one. */
@@ -301,11 +283,11 @@ export class IdempotencyEngine {
     const started = call.probe ? performance.now() : 0;
     try {
       const hit = await withTimeout(this.deps.cache.get(token), call.plan.policy.cacheTimeoutMs, this.timers);
-      if (call.probe) this.step(call, 'cache', 'get', started);
+      if (call.probe) this.reports.step(call.probe, 'cache', 'get', started);
       if (this.cacheDown) this.cacheAnswered();
       return hit;
     } catch (error) {
-      if (call.probe) this.step(call, 'cache', 'get', started, error);
+      if (call.probe) this.reports.step(call.probe, 'cache', 'get', started, error);
       this.cacheFailed(error);
       call.cacheBypassed = true;
       this.deps.logger.debug('cache read failed; the store decides', {
@@ -331,11 +313,20 @@ export class IdempotencyEngine {
         list.length > 0
           ? await withTimeout(this.deps.cache.getMany(list), plan.policy.cacheTimeoutMs, this.timers)
           : [];
-      if (started !== undefined) this.batchStep(calls, started);
+      if (started !== undefined)
+        this.reports.batchStep(
+          calls.map((c) => c.probe),
+          started,
+        );
       if (this.cacheDown && list.length > 0) this.cacheAnswered();
       return new Map(list.map((token, i) => [tokenId(token), values[i] ?? this.writing.get(tokenId(token))]));
     } catch (error) {
-      if (started !== undefined) this.batchStep(calls, started, error);
+      if (started !== undefined)
+        this.reports.batchStep(
+          calls.map((c) => c.probe),
+          started,
+          error,
+        );
       this.cacheFailed(error);
       this.deps.logger.debug('cache batch read failed; the store decides', { error: String(error) });
       return undefined;
@@ -442,42 +433,11 @@ export class IdempotencyEngine {
     const run = (work: (tx: unknown) => Promise<T>) =>
       (this.deps.store.transaction as NonNullable<IdempotencyStore['transaction']>)(work);
     try {
-      return await (call.probe ? this.timedTransaction(call, run, work) : run(work));
+      return await (call.probe ? this.reports.transaction(call.probe, run, work) : run(work));
     } catch (error) {
       // Errors from our own steps and the handler pass through; the rest is begin/commit failing.
       if (error instanceof HandlerFailure || error instanceof IdempotencyError) throw error;
       throw new IdempotencyStoreError('transaction', undefined, error);
-    }
-  }
-
-  /** A transaction whose `begin` (until the work starts) and `commit` / `rollback` (after it) are reported. */
-  private async timedTransaction<T>(
-    call: Call,
-    run: (work: (tx: unknown) => Promise<T>) => Promise<T>,
-    work: (tx: unknown) => Promise<T>,
-  ): Promise<T> {
-    const begun = performance.now();
-    let worked: number | undefined;
-    let workFailed = false;
-    try {
-      const value = await run(async (tx) => {
-        this.step(call, 'store', 'begin', begun);
-        try {
-          return await work(tx);
-        } catch (error) {
-          workFailed = true;
-          throw error;
-        } finally {
-          worked = performance.now();
-        }
-      });
-      this.step(call, 'store', 'commit', worked ?? begun);
-      return value;
-    } catch (error) {
-      if (worked === undefined) this.step(call, 'store', 'begin', begun, error);
-      else if (workFailed) this.step(call, 'store', 'rollback', worked);
-      else this.step(call, 'store', 'commit', worked, error);
-      throw error;
     }
   }
 
@@ -646,10 +606,10 @@ export class IdempotencyEngine {
     const started = call.probe ? performance.now() : 0;
     try {
       const value = await fn();
-      if (call.probe) this.step(call, 'store', step, started);
+      if (call.probe) this.reports.step(call.probe, 'store', step, started);
       return value;
     } catch (error) {
-      if (call.probe) this.step(call, 'store', step, started, error);
+      if (call.probe) this.reports.step(call.probe, 'store', step, started, error);
       if (error instanceof IdempotencyStoreError || error instanceof IdempotencyError) throw error;
       throw new IdempotencyStoreError(step, token, error);
     }
@@ -668,10 +628,10 @@ export class IdempotencyEngine {
         policy.cacheTimeoutMs,
         this.timers,
       );
-      if (call.probe) this.step(call, 'cache', 'set', started);
+      if (call.probe) this.reports.step(call.probe, 'cache', 'set', started);
       if (this.cacheDown) this.cacheAnswered();
     } catch (error) {
-      if (call.probe) this.step(call, 'cache', 'set', started, error);
+      if (call.probe) this.reports.step(call.probe, 'cache', 'set', started, error);
       this.cacheFailed(error);
       // The store has committed: the cache is only an optimisation.
       this.deps.logger.debug('cache write failed', { key: token.key, error: String(error) });
@@ -729,13 +689,7 @@ export class IdempotencyEngine {
       ...(call.transientRetries > 0 ? { transientRetries: call.transientRetries } : {}),
       ...decided,
     };
-    if (call.probe) {
-      try {
-        call.probe.end(outcome);
-      } catch (error) {
-        this.deps.logger.error('the instrumentation threw', { error: String(error) });
-      }
-    }
+    if (call.probe) this.reports.end(call.probe, outcome);
     for (const listener of this.deps.listeners ?? []) {
       try {
         listener(outcome as IdempotencyOutcome);
@@ -744,48 +698,6 @@ export class IdempotencyEngine {
       }
     }
     return outcome;
-  }
-
-  /** Tells the message's probe that a store or cache call started at `startedAt` has ended. */
-  private step(
-    call: Call,
-    target: StepTarget,
-    operation: StepOperation,
-    startedAt: number,
-    error?: unknown,
-  ): void {
-    const durationMs = performance.now() - startedAt;
-    const timing = { target, operation, startedAt, durationMs, messages: 1, repeated: false };
-    this.report(call, error === undefined ? timing : { ...timing, error });
-  }
-
-  /** A batch's one cache read, told to the probe of each message it served (counted once: `repeated`). */
-  private batchStep(calls: readonly Call[], startedAt: number, error?: unknown): void {
-    const durationMs = performance.now() - startedAt;
-    const first = {
-      target: 'cache',
-      operation: 'getMany',
-      startedAt,
-      durationMs,
-      messages: calls.length,
-      repeated: false,
-      ...(error === undefined ? {} : { error }),
-    } as const;
-    const again = { ...first, repeated: true };
-    let told = false;
-    for (const call of calls) {
-      if (!call.probe) continue;
-      this.report(call, told ? again : first);
-      told = true;
-    }
-  }
-
-  private report(call: Call, timing: StepTiming): void {
-    try {
-      call.probe?.step(timing);
-    } catch (error) {
-      this.deps.logger.error('the instrumentation threw', { error: String(error) });
-    }
   }
 }
 
