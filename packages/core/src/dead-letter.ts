@@ -31,7 +31,7 @@ export interface DeadLetter {
 
 /** Where dead letters are read and re-published: one per transport (and dead-letter queue). */
 export interface DeadLetterSource {
-  /** For people: `in-memory broker`, `RabbitMQ queue orders.billing.dlq`. */
+  /** For people: `in-memory broker`, `queue orders.billing.dlq`. */
   readonly description?: string;
   /** The dead letters waiting now, oldest first. Listing them must leave them where and as they are. */
   list(): Promise<readonly DeadLetter[]>;

@@ -1,6 +1,6 @@
 /**
  * What a transport does with the messages one receive brought, written once for the transports whose
- * broker counts redeliveries (RocketMQ, NATS JetStream): decode each, hand the decodable ones to the
+ * broker counts every redelivery (see each transport's README): decode each, hand the decodable ones to the
  * subscription's `handle` as one batch, dead-letter the others with the reason, carry out each
  * settlement, and hold a wait in place rather than give it back (which the broker would count as a
  * delivery). The transport brings the broker calls; the order of the steps lives here.

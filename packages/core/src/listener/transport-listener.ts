@@ -1,5 +1,5 @@
 /**
- * A transport's own listener decorator (`@RocketMQListener`, `@RabbitMQListener`, `@NatsListener`),
+ * A transport's own listener decorator (each transport package has one, `@<Broker>Listener`),
  * written once: `@MessageListener` with the broker's options, its filter under the broker's name.
  */
 import { InvalidOptionError } from '../errors.js';
@@ -15,9 +15,9 @@ const NEUTRAL_OPTIONS: readonly string[] = ['topic', 'consumerGroup', 'concurren
 
 /** What makes a transport's listener decorator its own. */
 export interface TransportListenerRules {
-  /** The decorator's name, as errors show it: `'@RocketMQListener'`. */
+  /** The decorator's name, as errors show it: `'@AcmeListener'`. */
   readonly decorator: string;
-  /** What the recorded metadata's `transport` says: `'rocketmq'`. */
+  /** What the recorded metadata's `transport` says: `'acme'`. */
   readonly transport: string;
   /** The broker's name for the filter (`'tag'`): the registry reads it as `filter`, `'*'` when unset. */
   readonly filterOption: string;
@@ -34,12 +34,12 @@ export interface TransportListenerRules {
  *
  * @example
  * ```ts
- * const rocketMQ = transportListener({
- *   decorator: '@RocketMQListener', transport: 'rocketmq', filterOption: 'tag',
- *   options: ['tag', 'sqlFilter', 'codec'], check: checkRocketMQListener,
+ * const acme = transportListener({
+ *   decorator: '@AcmeListener', transport: 'acme', filterOption: 'tag',
+ *   options: ['tag', 'codec'], check: checkAcmeListener,
  * });
- * export function RocketMQListener(options: RocketMQListenerOptions) {
- *   return rocketMQ(options);
+ * export function AcmeListener(options: AcmeListenerOptions) {
+ *   return acme(options);
  * }
  * ```
  */
