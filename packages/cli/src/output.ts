@@ -66,7 +66,7 @@ export function recordLines(record: IdempotencyRecord, now: number, indent = '  
   if (record.completedAt !== undefined) rows.push(['completed', when(record.completedAt, now)]);
   if (record.expiresAt !== undefined) rows.push(['expires', until(record.expiresAt, now, 'from now')]);
   rows.push(['fingerprint', record.fingerprint ?? '(none)']);
-  rows.push(['result', record.result === undefined ? '(none)' : clip(record.result, 200)]);
+  rows.push(['result', record.result === undefined ? '(none)' : cutText(record.result, 200)]);
   return table(rows, indent);
 }
 
@@ -111,11 +111,6 @@ export function duration(ms: number): string {
     if (parts.length === 2) break;
   }
   return parts.filter((p) => !p.startsWith('0')).join(' ') || '0s';
-}
-
-/** `text` cut to `max` code points with an ellipsis (never half a surrogate pair). */
-export function clip(text: string, max: number): string {
-  return cutText(text, max);
 }
 
 /** Parses `--within`-style durations: `250`, `250ms`, `30s`, `15m`, `24h`, `7d`; undefined when it is not one. */

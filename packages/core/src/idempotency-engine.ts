@@ -319,7 +319,7 @@ export class IdempotencyEngine {
           started,
         );
       if (this.cacheDown && list.length > 0) this.cacheAnswered();
-      return new Map(list.map((token, i) => [tokenId(token), values[i] ?? this.writing.get(tokenId(token))]));
+      return new Map([...distinct.keys()].map((id, i) => [id, values[i] ?? this.writing.get(id)]));
     } catch (error) {
       if (started !== undefined)
         this.reports.batchStep(

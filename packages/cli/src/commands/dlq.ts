@@ -4,11 +4,11 @@
  * duplicate, so it is skipped unless `--all`. Absent (released after a failure) or in-progress tokens are
  * re-driven: the consumer runs them (or waits for the live claim).
  */
-import { canonicalKey, type IdempotencyRecord, type TokenRef } from '@idempotent-mq/core/adapter';
+import { canonicalKey, cutText, type IdempotencyRecord, type TokenRef } from '@idempotent-mq/core/adapter';
 import type { CommandContext } from '../context.js';
 import type { DeadLetter, DeadLetterSource, DeadLetterSourceConfig } from '../dead-letters.js';
 import { CliError, ExitCode } from '../exit-codes.js';
-import { type CommandResult, clip } from '../output.js';
+import type { CommandResult } from '../output.js';
 
 /** The options of `dlq list` and `dlq redrive`. */
 export interface DlqOptions {
@@ -121,7 +121,7 @@ export async function dlqCommand(
       text.push(
         redrive
           ? `${label(action as Action).padEnd(14)}${shown}  (${reason.why})`
-          : `${shown}  token ${state}${e.letter.reason ? `  dead-lettered: ${clip(e.letter.reason, 80)}` : ''}`,
+          : `${shown}  token ${state}${e.letter.reason ? `  dead-lettered: ${cutText(e.letter.reason, 80)}` : ''}`,
       );
     }
     if (rows.length === 0) text.push('no dead letters');

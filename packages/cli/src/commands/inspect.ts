@@ -1,11 +1,15 @@
 /** `inspect <scope> <key...>`: the store's record and the cache's entry of one token, side by side. */
-import type { CacheInspection, IdempotencyRecord, TokenRef } from '@idempotent-mq/core/adapter';
+import {
+  type CacheInspection,
+  cutText,
+  type IdempotencyRecord,
+  type TokenRef,
+} from '@idempotent-mq/core/adapter';
 import type { Connections } from '../connections.js';
 import { type CommandContext, scopeHint, tokenOf } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import {
   type CommandResult,
-  clip,
   duration,
   recordJson,
   recordLines,
@@ -118,7 +122,7 @@ export async function inspectCommand(
     if (entry.ttlMs !== undefined) rows.push(['expires', `in ${duration(entry.ttlMs)}`]);
     if (entry.value) {
       rows.push(['fingerprint', entry.value.fingerprint ?? '(none)']);
-      rows.push(['result', entry.value.result === undefined ? '(none)' : clip(entry.value.result, 200)]);
+      rows.push(['result', entry.value.result === undefined ? '(none)' : cutText(entry.value.result, 200)]);
     }
     text.push(...table(rows, '  '));
   }
