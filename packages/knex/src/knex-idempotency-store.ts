@@ -3,7 +3,7 @@
  * the handler's business rows, so that the claim, the effect and the completion commit together or not
  * at all. Times are read from the database's clock in SQL, never from this process.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import {
   BaseIdempotencyStore,
   type BaseIdempotencyStoreOptions,
@@ -64,6 +64,16 @@ export interface KnexIdempotencyStoreOptions extends IdempotencyTableOptions, Ba
    * @defaultValue the database's default (READ COMMITTED on PostgreSQL, REPEATABLE READ on InnoDB)
    */
   isolationLevel?: Knex.IsolationLevels;
+  /**
+   * PostgreSQL: run a transactional claim's statements as named prepared statements, parsed and planned
+   * once per connection (measured: a first-time message's claim costs the server about half). Set
+   * `false` behind a pooler that cannot keep prepared statements across transactions (PgBouncer before
+   * 1.21 in transaction mode, or with `max_prepared_statements = 0`): it would answer
+   * `prepared statement "idempotent_mq_…" does not exist`. Other dialects ignore it (SQLite always
+   * prepares the claim once per connection; MySQL/MariaDB go through knex).
+   * @defaultValue true
+   */
+  preparedStatements?: boolean;
 }
 
 /** Columns the store writes besides the token; the owner and fingerprint must fit them exactly. */
@@ -81,6 +91,7 @@ const STORE_OPTIONS = [
   'maxClaimAttempts',
   'purgeBatchSize',
   'isolationLevel',
+  'preparedStatements',
 ];
 
 /**
@@ -116,7 +127,10 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
     checkOptionsObject(options, STORE_OPTIONS, 'KnexIdempotencyStore');
     super(options);
     this.table = resolveTableOptions(options);
-    this.dialect = dialectOf(knex);
+    if (options.preparedStatements !== undefined && typeof options.preparedStatements !== 'boolean') {
+      throw new InvalidOptionError('preparedStatements', 'true or false', options.preparedStatements);
+    }
+    this.dialect = dialectOf(knex, { preparedStatements: options.preparedStatements });
     this.purgeBatchSize = batchSize('purgeBatchSize', options.purgeBatchSize ?? 1000);
     this.isolationLevel = options.isolationLevel;
     this.templates = {
@@ -222,6 +236,8 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
       // The row is expired or gone (or unread): the loop decides, under the lock.
       return undefined;
     }
+    // SQLite runs one transaction at a time: nothing to lock, so no lock id to hash either.
+    if (!this.dialect.tryLock) return undefined;
     const lock = await this.dialect.tryLock(tx, this.lockId(request.token), own);
     if (lock && !lock.acquired) return this.heldElsewhere(request.token, lock.nowMs, tx);
     return undefined;
@@ -626,10 +642,12 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
       .andWhere('expires_at', '<=', this.knex.raw(`(select ${this.dialect.nowMs})`));
   }
 
+  /**
+   * The token's lock id: SHA-256 of table, scope and key, so that every process (and every version of the
+   * store) names the same lock. One-shot `hash`: a third of the cost of `createHash` on the hot path.
+   */
   private lockId(token: TokenRef): Buffer {
-    return createHash('sha256')
-      .update(`${this.table.tableName}\u0000${token.scope}\u0000${token.key}`)
-      .digest();
+    return hash('sha256', `${this.table.tableName}\u0000${token.scope}\u0000${token.key}`, 'buffer');
   }
 
   /** Why the table cannot hold this token exactly, or undefined when it can. */

@@ -17,6 +17,25 @@ export interface TokenRow {
   readonly expires_at: number | string | null;
 }
 
+/**
+ * Every column of {@link TokenRow}, for statements that name what they return: a prepared statement's
+ * plan must keep its result's shape, which `RETURNING *` would change the day a column is added.
+ */
+export const ROW_COLUMNS: readonly (keyof TokenRow)[] = [
+  'id',
+  'scope',
+  'key',
+  'status',
+  'owner',
+  'fence',
+  'lease_expires_at',
+  'fingerprint',
+  'result',
+  'created_at',
+  'completed_at',
+  'expires_at',
+];
+
 export const STATUS_IN_PROGRESS: RecordStatus = 'inProgress';
 export const STATUS_COMPLETED: RecordStatus = 'completed';
 

@@ -10,12 +10,12 @@ const SUPPORTED =
   "a knex instance on PostgreSQL ('pg'), MySQL/MariaDB ('mysql2', 'mysql') or SQLite ('better-sqlite3', 'sqlite3')";
 
 /** The dialect of a knex instance, from its client; anything else fails at start-up, naming the fix. */
-export function dialectOf(knex: Knex): Dialect {
+export function dialectOf(knex: Knex, options: { readonly preparedStatements?: boolean } = {}): Dialect {
   assertKnex(knex);
   const name = (knex.client as { dialect?: unknown }).dialect;
   switch (name) {
     case 'postgresql':
-      return new PostgresDialect();
+      return new PostgresDialect(options.preparedStatements ?? true);
     case 'mysql':
       return new MysqlDialect();
     case 'sqlite3':

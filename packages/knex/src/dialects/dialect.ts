@@ -71,12 +71,13 @@ export interface Dialect {
    */
   updateReturning(update: Knex.QueryBuilder, reread: () => Knex.QueryBuilder): Promise<TokenRow | undefined>;
   /**
-   * A transactional claim's first step: tries, without waiting, to lock the token for the rest of `trx`;
-   * `undefined` when the dialect needs no lock because its transactions already run one at a time. In a
-   * transaction the store opened (`own`), it also bounds the transaction's idle time by the lease on the
-   * server, where the dialect can, and collects in `own.held` the locks to release.
+   * A transactional claim's first step: tries, without waiting, to lock the token for the rest of `trx`
+   * (`undefined` when it takes none for this transaction). Absent where the dialect needs no lock because its transactions already run one at a time (SQLite):
+   * the store then computes no lock id at all. In a transaction the store opened (`own`), it also bounds
+   * the transaction's idle time by the lease on the server, where the dialect can, and collects in
+   * `own.held` the locks to release.
    */
-  tryLock(
+  tryLock?(
     trx: Knex.Transaction,
     lockId: Buffer,
     own: OwnTransaction | undefined,

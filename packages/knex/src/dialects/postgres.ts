@@ -7,11 +7,12 @@
  * ends the session of a process that froze holding the lock. A server that refuses that setting (found by
  * the start-up check) gets claims without it.
  */
+import { createHash } from 'node:crypto';
 import type { ReadinessCheck } from '@idempotent-mq/core';
 import type { Knex } from 'knex';
 import { isRefused } from '../check-step.js';
 import type { ResolvedTableOptions } from '../table-options.js';
-import type { NewRow, RowTemplate, TokenRow } from '../token-row.js';
+import { type NewRow, ROW_COLUMNS, type RowTemplate, type TokenRow } from '../token-row.js';
 import {
   builtOnce,
   type ClaimAttempt,
@@ -23,6 +24,7 @@ import {
 } from './dialect.js';
 import { postgresChecks, probePostgres } from './postgres-probe.js';
 import { ReturningDialect } from './returning-dialect.js';
+import { onTransactionConnection } from './transaction-connection.js';
 
 /** The types of the token columns, for parameters that have no context to take one from. */
 const COLUMN_TYPES: Record<string, string> = {
@@ -52,6 +54,19 @@ type LockedRead = { lock_acquired: boolean; lock_now_ms: unknown } & TokenRow;
  */
 const IDLE_LIMIT = "set_config('idle_in_transaction_session_timeout', ?::text, true)";
 
+/** What the store uses of a node-postgres `Client`: the connection knex holds for a transaction. */
+interface PgConnection {
+  query(config: { name: string; text: string; values: unknown[] }): Promise<{ rows: unknown[] }>;
+  /** The driver's record of the statements it prepared on this connection, by name. */
+  readonly connection?: { readonly parsedStatements?: Record<string, string> };
+}
+
+/** A statement as node-postgres runs it: `$n` parameters, and its name on every connection that prepared it. */
+interface NamedStatement {
+  readonly name: string;
+  readonly text: string;
+}
+
 /** The store's SQL for PostgreSQL, as the file comment describes. Internal: chosen by `KnexIdempotencyStore`. */
 export class PostgresDialect extends ReturningDialect {
   readonly name = 'postgresql';
@@ -65,6 +80,15 @@ export class PostgresDialect extends ReturningDialect {
   readonly #lockedInsert = new WeakMap<RowTemplate, string>();
   readonly #boundedLockedInsert = new WeakMap<RowTemplate, string>();
   readonly #lockedRead = new WeakMap<RowTemplate, string>();
+  readonly #named = new Map<string, NamedStatement>();
+
+  /**
+   * @param preparedStatements whether the claim's statements run as named prepared statements (see
+   * `KnexIdempotencyStoreOptions.preparedStatements`).
+   */
+  constructor(private readonly preparedStatements = true) {
+    super();
+  }
 
   override unstorableChar(value: string): string | undefined {
     return value.includes('\u0000') ? 'U+0000, which PostgreSQL text cannot hold' : undefined;
@@ -99,15 +123,18 @@ export class PostgresDialect extends ReturningDialect {
     const key = advisoryKey(lockId);
     const bindings = row.bindings as Knex.RawBinding[];
     const limit = this.idleLimit(own);
-    const inserted = (await trx.raw(
+    const inserted = (await this.claimStatement(
+      trx,
       this.lockedInsert(trx, row.template, limit !== undefined),
       limit === undefined ? [...bindings, key] : [...bindings, limit, key],
     )) as { rows: TokenRow[] };
     const claimed = inserted.rows[0];
     if (claimed) return { acquired: true, nowMs: toNumber(claimed.created_at), row: claimed };
-    const read = (await trx.raw(this.lockedRead(trx, row.template), [key, row.scope, row.key])) as {
-      rows: LockedRead[];
-    };
+    const read = (await this.claimStatement(trx, this.lockedRead(trx, row.template), [
+      key,
+      row.scope,
+      row.key,
+    ])) as { rows: LockedRead[] };
     const { lock_acquired, lock_now_ms, ...standing } = read.rows[0] as LockedRead;
     return {
       acquired: lock_acquired === true,
@@ -126,6 +153,55 @@ export class PostgresDialect extends ReturningDialect {
     return postgresChecks(server, probe);
   }
 
+  /**
+   * Runs one of a transactional claim's two statements. As a named prepared statement on the
+   * transaction's own connection (`preparedStatements`), the server parses and plans it once per
+   * connection instead of once per claim: the insert's plan (a lock, a setting, the clock) cost about as
+   * much as the insert itself.
+   */
+  private async claimStatement(trx: Knex.Transaction, sql: string, bindings: Knex.RawBinding[]) {
+    if (!this.preparedStatements) return trx.raw(sql, bindings);
+    const { name, text } = this.named(trx, sql);
+    return onTransactionConnection(trx, text, bindings, async (connection: PgConnection) => {
+      try {
+        return await connection.query({ name, text, values: bindings });
+      } catch (error) {
+        // node-postgres remembers which names it prepared on a connection. A server that lost one
+        // (DEALLOCATE ALL, DISCARD ALL, a pooler that changed the session) answers 26000; a server that has
+        // it when the driver does not (a pooler again) answers 42P05. Either way the driver is told what
+        // the server holds, and the failure is transient: the engine reruns the transaction, which then
+        // prepares (or reuses) the statement. One name is one text, so a statement found is this one.
+        const code = (error as { code?: unknown } | null)?.code;
+        const known = connection.connection?.parsedStatements;
+        if (known && code === '26000') delete known[name];
+        if (known && code === '42P05') known[name] = text;
+        throw error;
+      }
+    });
+  }
+
+  /**
+   * The statement as node-postgres takes it (`$n` parameters), named by a hash of its text: one name per
+   * text, whichever store or table, so that a connection never sees one name for two statements.
+   */
+  private named(trx: Knex.Transaction, sql: string): NamedStatement {
+    let statement = this.#named.get(sql);
+    if (!statement) {
+      const placeholders = sql.match(/\?/g)?.length ?? 0;
+      const text = trx
+        .raw(
+          sql,
+          Array.from({ length: placeholders }, () => null),
+        )
+        .toSQL()
+        .toNative().sql;
+      const name = `idempotent_mq_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+      statement = { name, text };
+      this.#named.set(sql, statement);
+    }
+    return statement;
+  }
+
   /** The idle limit a claim sets, in ms as text: only in a transaction the store opened, on a server that takes it. */
   private idleLimit(own: OwnTransaction | undefined): string | undefined {
     return own && this.#limitsIdle ? String(own.idleLimitMs) : undefined;
@@ -142,7 +218,8 @@ export class PostgresDialect extends ReturningDialect {
       const from = bounded ? ` from (select ${IDLE_LIMIT}) as idle_limit` : '';
       return (
         `insert into ${intoColumns(trx, template)} select ${values.join(', ')}${from} ` +
-        'where pg_try_advisory_xact_lock(?::bigint) on conflict (scope, key) do nothing returning *'
+        'where pg_try_advisory_xact_lock(?::bigint) on conflict (scope, key) do nothing ' +
+        `returning ${ROW_COLUMNS.map((c) => quoted(trx, c)).join(', ')}`
       );
     });
   }
@@ -153,7 +230,8 @@ export class PostgresDialect extends ReturningDialect {
       this.#lockedRead,
       template,
       () =>
-        `select pg_try_advisory_xact_lock(?::bigint) as lock_acquired, ${this.nowMs} as lock_now_ms, t.* ` +
+        `select pg_try_advisory_xact_lock(?::bigint) as lock_acquired, ${this.nowMs} as lock_now_ms, ` +
+        `${ROW_COLUMNS.map((c) => `t.${quoted(trx, c)}`).join(', ')} ` +
         `from (select 1) as one left join ${quoted(trx, template.table)} as t ` +
         'on t.scope = ? and t.key = ?',
     );

@@ -6,14 +6,7 @@ import type { ReadinessCheck } from '@idempotent-mq/core';
 import type { Knex } from 'knex';
 import type { ResolvedTableOptions } from '../table-options.js';
 import type { NewRow, RowTemplate, TokenRow } from '../token-row.js';
-import {
-  builtOnce,
-  type Db,
-  type Dialect,
-  intoColumns,
-  type LockAnswer,
-  type OwnTransaction,
-} from './dialect.js';
+import { builtOnce, type Db, type Dialect, intoColumns } from './dialect.js';
 
 /** The SQL that PostgreSQL and SQLite share (`RETURNING *`); each subclass adds its own locking and text rules. */
 export abstract class ReturningDialect implements Dialect {
@@ -36,14 +29,18 @@ export abstract class ReturningDialect implements Dialect {
   }
 
   async insertIfAbsent(db: Db, row: NewRow): Promise<TokenRow | undefined> {
-    const sql = builtOnce(
+    return this.rowsOf(await db.raw(this.insertSql(db, row.template), row.bindings as Knex.RawBinding[]))[0];
+  }
+
+  /** `INSERT … ON CONFLICT DO NOTHING RETURNING *` of a claim's row, built once per template. */
+  protected insertSql(db: Db, template: RowTemplate): string {
+    return builtOnce(
       this.#insert,
-      row.template,
+      template,
       () =>
-        `insert into ${intoColumns(db, row.template)} values (${row.template.values.join(', ')}) ` +
+        `insert into ${intoColumns(db, template)} values (${template.values.join(', ')}) ` +
         'on conflict (scope, key) do nothing returning *',
     );
-    return this.rowsOf(await db.raw(sql, row.bindings as Knex.RawBinding[]))[0];
   }
 
   /** The rows of a `raw()` result, which each driver shapes its own way. */
@@ -54,11 +51,6 @@ export abstract class ReturningDialect implements Dialect {
     return rows[0];
   }
 
-  abstract tryLock(
-    trx: Knex.Transaction,
-    lockId: Buffer,
-    own: OwnTransaction | undefined,
-  ): Promise<LockAnswer | undefined>;
   abstract releaseLocks(trx: Knex.Transaction, held: readonly string[]): Promise<void>;
   abstract isMissingTable(error: unknown): boolean;
   abstract defineColumns(table: Knex.CreateTableBuilder, options: ResolvedTableOptions): void;
