@@ -9,4 +9,9 @@ export class BrokerFaults {
   duplicateSends = 0;
   /** Next N sends are stored, then answered UNAVAILABLE: the client resends with the same message id. */
   loseSendResponses = 0;
+  /**
+   * Next N sent messages are refused and not stored: answered with an INTERNAL_SERVER_ERROR status (a
+   * broker failing to store them). The client's own resends count too.
+   */
+  failSends = 0;
 }

@@ -1,9 +1,10 @@
 /**
- * What the test broker knows, with no gRPC in it: each topic's log, each consumer group's deliveries
- * and their receipt handles, the dead letters, the clients seen, and the record of every delivery, ack
- * and invisible-time change (the semantics are listed in `rocketmq-test-broker.ts`). It applies the
- * faults that change what is stored or acked (`duplicateSends`, `dropAcks`); the gRPC service applies
- * those that lose a response.
+ * What the test broker knows, with no gRPC in it: each topic's log (the dead-letter topics
+ * `%DLQ%<group>` among them) and perm, each consumer group's deliveries and their receipt handles, the
+ * dead letters, the clients seen, and the record of every delivery, ack and invisible-time change (the
+ * semantics are listed in `rocketmq-test-broker.ts`). It applies the faults that change what is stored
+ * or acked (`duplicateSends`, `dropAcks`, `failSends`); the gRPC service applies those that lose a
+ * response.
  */
 import { randomBytes } from 'node:crypto';
 import { BrokerFaults } from './broker-faults.js';
@@ -15,13 +16,32 @@ import type {
   DeliveryStatus,
   InvisibleChangeRecord,
   StoredMessage,
+  TopicPerm,
 } from './records.js';
+
+/** RocketMQ's prefix of a consumer group's dead-letter topic (`MixAll.DLQ_GROUP_TOPIC_PREFIX`). */
+export const DLQ_TOPIC_PREFIX = '%DLQ%';
+
+/** The system properties RocketMQ's send-back gives a dead letter (`MessageConst`). */
+export const DLQ_SYSTEM_PROPERTIES = {
+  retryTopic: 'RETRY_TOPIC',
+  originMessageId: 'ORIGIN_MESSAGE_ID',
+} as const;
+
+/** How the broker state is set up, beyond the default attempt limit (see `RocketMQTestBrokerOptions`). */
+export interface BrokerStateConfig {
+  readonly groupMaxDeliveryAttempts?: Readonly<Record<string, number>>;
+  readonly deadLetterTopicPerm?: TopicPerm;
+}
 
 /** RocketMQ's status codes (apache.rocketmq.v2.Code) that the ack and change records carry. */
 export const RocketMQCode = { OK: 20000, INVALID_RECEIPT_HANDLE: 40013 } as const;
 
 /** A message as a client sends it: the broker gives it an offset, a store time, and an id if it has none. */
-export type IncomingMessage = Omit<StoredMessage, 'offset' | 'storedAt' | 'messageId' | 'duplicateOf'> & {
+export type IncomingMessage = Omit<
+  StoredMessage,
+  'offset' | 'storedAt' | 'messageId' | 'duplicateOf' | 'systemProperties' | 'reconsumeTimes'
+> & {
   readonly messageId?: string;
 };
 
@@ -61,7 +81,11 @@ interface HandleRef {
 export class BrokerState {
   readonly faults = new BrokerFaults();
   readonly #maxDeliveryAttempts: number;
+  readonly #groupMaxDeliveryAttempts: Readonly<Record<string, number>>;
+  readonly #deadLetterTopicPerm: TopicPerm;
   readonly #topics = new Map<string, StoredMessage[]>();
+  /** The perm of each topic set apart from the default (read-write). */
+  readonly #perms = new Map<string, TopicPerm>();
   /** `group\u0000topic` → offset → state. */
   readonly #groups = new Map<string, Map<number, DeliveryState>>();
   readonly #handles = new Map<string, HandleRef>();
@@ -72,11 +96,50 @@ export class BrokerState {
   readonly #clients = new Map<string, ClientRecord>();
   #nextId = 0;
 
-  constructor(maxDeliveryAttempts: number) {
+  constructor(maxDeliveryAttempts: number, config: BrokerStateConfig = {}) {
     this.#maxDeliveryAttempts = maxDeliveryAttempts;
+    this.#groupMaxDeliveryAttempts = { ...(config.groupMaxDeliveryAttempts ?? {}) };
+    this.#deadLetterTopicPerm = config.deadLetterTopicPerm ?? 6;
+  }
+
+  // ---- topics ---------------------------------------------------------------------------------------
+
+  /**
+   * Whether the topic exists: every topic is created on first use, but a dead-letter topic only with
+   * its first letter (a real broker creates `%DLQ%<group>` in its send-back), or by `updateTopicPerm`.
+   */
+  topicExists(topic: string): boolean {
+    return !topic.startsWith(DLQ_TOPIC_PREFIX) || this.#topics.has(topic) || this.#perms.has(topic);
+  }
+
+  /** The topic's perm (`6` unless set otherwise). */
+  topicPerm(topic: string): TopicPerm {
+    return this.#perms.get(topic) ?? 6;
+  }
+
+  /** Whether a consumer may receive from the topic (its perm has the read bit, 4). */
+  readable(topic: string): boolean {
+    return (this.topicPerm(topic) & 4) !== 0;
+  }
+
+  /** Sets a topic's perm, as `mqadmin updateTopicPerm -t <topic> -p <perm>` does (and creates it). */
+  updateTopicPerm(topic: string, perm: TopicPerm): void {
+    this.#perms.set(topic, perm);
+  }
+
+  /** The deliveries after which the broker dead-letters a message of `group` (its settings say it too). */
+  maxDeliveryAttemptsOf(group: string): number {
+    return this.#groupMaxDeliveryAttempts[group] ?? this.#maxDeliveryAttempts;
   }
 
   // ---- what clients do, in the order a message meets it -------------------------------------------
+
+  /** Whether the next sent message is refused (`faults.failSends`, counted down): then it is not stored. */
+  refusesSend(): boolean {
+    if (this.faults.failSends <= 0) return false;
+    this.faults.failSends--;
+    return true;
+  }
 
   /** Stores a sent message (and, while `faults.duplicateSends` lasts, a copy); returns the one sent. */
   send(message: IncomingMessage): StoredMessage {
@@ -113,7 +176,9 @@ export class BrokerState {
    * Takes up to `batch` visible messages of `topic` for the group, making them invisible for
    * `invisibleMs` (one delivery each, with a new receipt handle). `tagExpression` (`*`, `A || B`) filters;
    * undefined lets every message through (no filter, or an SQL92 one, which is not evaluated). A
-   * message past `maxDeliveryAttempts` is dead-lettered instead.
+   * message past the group's attempts (`maxDeliveryAttemptsOf`) is dead-lettered instead, as RocketMQ's
+   * proxy does on receive; a dead letter taken from `%DLQ%<group>` goes on counting from its
+   * `reconsumeTimes`, so it can be dead-lettered again, into the receiving group's own dead-letter topic.
    */
   take(
     group: string,
@@ -123,6 +188,7 @@ export class BrokerState {
     invisibleMs: number,
   ): Delivery[] {
     const now = Date.now();
+    const maxAttempts = this.maxDeliveryAttemptsOf(group);
     const states = this.#groupState(group, topic);
     const taken: Delivery[] = [];
     for (const stored of this.#topics.get(topic) ?? []) {
@@ -130,11 +196,11 @@ export class BrokerState {
       if (!matchesTag(tagExpression, stored)) continue;
       let state = states.get(stored.offset);
       if (!state) {
-        state = { status: 'ready', attempts: 0, visibleAt: 0 };
+        state = { status: 'ready', attempts: stored.reconsumeTimes ?? 0, visibleAt: 0 };
         states.set(stored.offset, state);
       }
       if (state.status === 'acked' || state.status === 'dead' || state.visibleAt > now) continue;
-      if (state.attempts >= this.#maxDeliveryAttempts) {
+      if (state.attempts >= maxAttempts) {
         this.#kill(group, stored, state, state.attempts, 'maxDeliveryAttempts');
         continue;
       }
@@ -266,10 +332,12 @@ export class BrokerState {
     return [...this.#clients.values()];
   }
 
-  stateOf(group: string, messageId: string): 'unknown' | DeliveryStatus {
-    for (const [topic, messages] of this.#topics) {
+  /** Where a message stands for a group: in `topic`, or in the first topic that has its id. */
+  stateOf(group: string, messageId: string, topic?: string): 'unknown' | DeliveryStatus {
+    for (const [name, messages] of this.#topics) {
+      if (topic !== undefined && name !== topic) continue;
       const message = messages.find((m) => m.messageId === messageId);
-      if (message) return this.#groupState(group, topic).get(message.offset)?.status ?? 'ready';
+      if (message) return this.#groupState(group, name).get(message.offset)?.status ?? 'ready';
     }
     return 'unknown';
   }
@@ -296,13 +364,36 @@ export class BrokerState {
   ): void {
     state.status = 'dead';
     state.handle = undefined;
+    const dlqTopic = `${DLQ_TOPIC_PREFIX}${group}`;
+    if (!this.topicExists(dlqTopic)) this.#perms.set(dlqTopic, this.#deadLetterTopicPerm);
+    // As RocketMQ's send-back: a new message in the group's dead-letter topic with the original's body,
+    // keys, tag, user properties and message id (its UNIQ_KEY), where it came from in system properties,
+    // and its delivery count, which goes on (one more when the broker gave up after its last delivery).
+    const dlqMessage = this.#store({
+      topic: dlqTopic,
+      messageId: stored.messageId,
+      body: stored.body,
+      keys: stored.keys,
+      ...(stored.tag !== undefined ? { tag: stored.tag } : {}),
+      properties: stored.properties,
+      bornAt: stored.bornAt,
+      ...(stored.messageGroup !== undefined ? { messageGroup: stored.messageGroup } : {}),
+      systemProperties: {
+        [DLQ_SYSTEM_PROPERTIES.retryTopic]:
+          stored.systemProperties?.[DLQ_SYSTEM_PROPERTIES.retryTopic] ?? stored.topic,
+        [DLQ_SYSTEM_PROPERTIES.originMessageId]:
+          stored.systemProperties?.[DLQ_SYSTEM_PROPERTIES.originMessageId] ?? stored.messageId,
+      },
+      reconsumeTimes: cause === 'forwarded' ? state.attempts : state.attempts + 1,
+    });
     this.#deadLetters.push({
       group,
-      dlqTopic: `%DLQ%${group}`,
+      dlqTopic,
       message: stored,
       deliveryAttempt: attempt,
       cause,
       at: Date.now(),
+      dlqMessage,
     });
   }
 

@@ -13,15 +13,19 @@ import {
   type BrokerAddress,
   clientFromSettings,
   deliveredMessage,
+  forbidden,
   incomingMessage,
   messageQueue,
   millis,
   noNewMessage,
   ok,
+  permissionOf,
+  sendRefused,
   settingsFor,
   staleHandle,
   tagExpression,
   timestamp,
+  topicNotFound,
 } from './protobuf-mapping.js';
 
 type TelemetryCommand = InstanceType<typeof s.TelemetryCommand>;
@@ -120,13 +124,21 @@ export function addMessagingService(server: grpc.Server, context: ServiceContext
 
 // ---- the handlers, in the order a client meets them ------------------------------------------------
 
+/** The topic's one queue, with the topic's perm; a dead-letter topic before its first letter is not found. */
 function queryRoute(context: ServiceContext, call: Unary<InstanceType<typeof s.QueryRouteRequest>>) {
   remember(context, call.metadata);
   const topic = call.request.getTopic();
+  const name = topic?.getName() ?? '';
+  if (!context.state.topicExists(name)) return new s.QueryRouteResponse().setStatus(topicNotFound(name));
   return new s.QueryRouteResponse()
     .setStatus(ok())
     .setMessageQueuesList([
-      messageQueue(topic?.getName() ?? '', context.address(), topic?.getResourceNamespace()),
+      messageQueue(
+        name,
+        context.address(),
+        topic?.getResourceNamespace(),
+        permissionOf(context.state.topicPerm(name)),
+      ),
     ]);
 }
 
@@ -173,6 +185,10 @@ function sendMessage(
   remember(context, call.metadata);
   const response = new s.SendMessageResponse().setStatus(ok());
   for (const message of call.request.getMessagesList()) {
+    if (context.state.refusesSend()) {
+      response.setStatus(sendRefused()).addEntries(new s.SendResultEntry().setStatus(sendRefused()));
+      continue;
+    }
     const stored = context.state.send(incomingMessage(message));
     response.addEntries(
       new s.SendResultEntry().setStatus(ok()).setMessageId(stored.messageId).setOffset(stored.offset),
@@ -200,6 +216,21 @@ async function receiveMessage(
   const batch = Math.max(1, request.getBatchSize());
   const invisibleMs = millis(request.getInvisibleDuration()) ?? 30_000;
   const pollMs = millis(request.getLongPollingTimeout()) ?? 20_000;
+  const refusal = !context.state.topicExists(topic)
+    ? topicNotFound(topic)
+    : !context.state.readable(topic)
+      ? // As the broker's PopMessageProcessor answers a topic without the read perm (NO_PERMISSION).
+        forbidden(`the topic[${topic}] peeking message is forbidden`)
+      : undefined;
+  if (refusal) {
+    try {
+      call.write(new s.ReceiveMessageResponse().setStatus(refusal));
+      call.end();
+    } catch {
+      // the client went away
+    }
+    return;
+  }
   const deadline = Date.now() + pollMs;
   let cancelled = false;
   call.on('cancelled', () => {

@@ -11,5 +11,6 @@ export type {
   DeliveryRecord,
   InvisibleChangeRecord,
   StoredMessage,
+  TopicPerm,
 } from './records.js';
 export { RocketMQTestBroker } from './rocketmq-test-broker.js';

@@ -8,6 +8,7 @@ import timestampPb from 'google-protobuf/google/protobuf/timestamp_pb.js';
 import type { ClientSighting, Delivery, IncomingMessage } from './broker-state.js';
 import type { ResolvedBrokerOptions } from './options.js';
 import { pbDefinition as d } from './proto.js';
+import type { TopicPerm } from './records.js';
 
 type Message = InstanceType<typeof d.Message>;
 type Settings = InstanceType<typeof d.Settings>;
@@ -105,12 +106,20 @@ export function deliveredMessage(delivery: Delivery, address: BrokerAddress): Me
   return message;
 }
 
-/** The topic's one queue (id 0, READ_WRITE: the client routes only to queue 0), served by the broker itself. */
-export function messageQueue(topic: string, address: BrokerAddress, namespace = '') {
+/**
+ * The topic's one queue (id 0: the client routes only to queue 0), served by the broker itself, with
+ * the topic's permission (READ_WRITE unless its perm says otherwise).
+ */
+export function messageQueue(
+  topic: string,
+  address: BrokerAddress,
+  namespace = '',
+  permission: (typeof d.Permission)[keyof typeof d.Permission] = d.Permission.READ_WRITE,
+) {
   return new d.MessageQueue()
     .setTopic(new d.Resource().setName(topic).setResourceNamespace(namespace))
     .setId(0)
-    .setPermission(d.Permission.READ_WRITE)
+    .setPermission(permission)
     .setBroker(
       new d.Broker()
         .setName('test-broker')
@@ -124,13 +133,24 @@ export function messageQueue(topic: string, address: BrokerAddress, namespace = 
     .setAcceptMessageTypesList([d.MessageType.NORMAL, d.MessageType.FIFO, d.MessageType.DELAY]);
 }
 
+/** A topic perm as a route's queue permission, as the proxy maps it (2 WRITE, 4 READ, 6 READ_WRITE). */
+export function permissionOf(perm: TopicPerm) {
+  if (perm === 6) return d.Permission.READ_WRITE;
+  return perm === 4 ? d.Permission.READ : d.Permission.WRITE;
+}
+
 /**
  * The settings answered to a client's: an exponential backoff policy (the client needs one), and
  * `max_body_size` for producers, `receive_batch_size` for consumers (0 would fail every call).
  */
 export function settingsFor(client: Settings, options: ResolvedBrokerOptions): Settings {
+  // The group's own attempts, as the proxy merges the subscription group's retryMaxTimes + 1 in.
+  const group = client.getSubscription()?.getGroup()?.getName();
+  const maxAttempts =
+    (group !== undefined ? options.groupMaxDeliveryAttempts[group] : undefined) ??
+    options.maxDeliveryAttempts;
   const backoff = new d.RetryPolicy()
-    .setMaxAttempts(options.maxDeliveryAttempts)
+    .setMaxAttempts(maxAttempts)
     .setExponentialBackoff(
       new d.ExponentialBackoff().setInitial(duration(1000)).setMax(duration(60_000)).setMultiplier(2),
     );
@@ -178,6 +198,18 @@ export function ackEntryStatus(code: number): Status {
 
 export function staleHandle(): Status {
   return status(d.Code.INVALID_RECEIPT_HANDLE, STALE_HANDLE);
+}
+
+export function topicNotFound(topic: string): Status {
+  return status(d.Code.TOPIC_NOT_FOUND, `topic ${topic} does not exist`);
+}
+
+export function forbidden(message: string): Status {
+  return status(d.Code.FORBIDDEN, message);
+}
+
+export function sendRefused(): Status {
+  return status(d.Code.INTERNAL_SERVER_ERROR, 'test broker: send refused, nothing stored (fault)');
 }
 
 export function noNewMessage(): Status {

@@ -14,6 +14,17 @@ export interface StoredMessage {
   readonly storedAt: number;
   /** Set on copies that a fault made. */
   readonly duplicateOf?: string;
+  /**
+   * What a RocketMQ broker keeps as system properties and its proxy does not hand to gRPC clients (they
+   * are not user properties): on a dead letter, `RETRY_TOPIC` (the topic it was first published to) and
+   * `ORIGIN_MESSAGE_ID` (the original's id), as the broker's send-back sets them.
+   */
+  readonly systemProperties?: Readonly<Record<string, string>>;
+  /**
+   * The deliveries counted before it was stored here (RocketMQ's `reconsumeTimes`): a dead letter keeps
+   * its count, so a group receiving it from the dead-letter topic goes on from there. @defaultValue `0`
+   */
+  readonly reconsumeTimes?: number;
 }
 
 export interface DeliveryRecord {
@@ -53,7 +64,19 @@ export interface DeadLetterRecord {
   /** `forwarded`: the client asked (ForwardMessageToDeadLetterQueue); `maxDeliveryAttempts`: the broker did. */
   readonly cause: 'forwarded' | 'maxDeliveryAttempts';
   readonly at: number;
+  /**
+   * The letter as stored in topic `dlqTopic`: the original's body, keys, tag, user properties and
+   * message id, with `RETRY_TOPIC` and `ORIGIN_MESSAGE_ID` among its system properties. A consumer of any
+   * group can receive, ack and change the invisible time of it there (while the topic is readable).
+   */
+  readonly dlqMessage: StoredMessage;
 }
+
+/**
+ * A topic's perm, in RocketMQ's numbers (`mqadmin updateTopicPerm -p`): `2` write-only, `4` read-only,
+ * `6` read-write.
+ */
+export type TopicPerm = 2 | 4 | 6;
 
 export interface ClientRecord {
   readonly clientId: string;

@@ -6,12 +6,22 @@
  *   first), and within a group a received message is invisible until acked or its invisible time ends.
  * - Every delivery has a new receipt handle; only the newest, unexpired one can ack, change the invisible
  *   time or dead-letter the message (else INVALID_RECEIPT_HANDLE, 40013, as a real proxy answers).
- * - A message comes back with `deliveryAttempt + 1`; past `maxDeliveryAttempts` the broker moves it to
- *   the group's dead-letter queue itself. ForwardMessageToDeadLetterQueue does it on the client's word.
+ * - A message comes back with `deliveryAttempt + 1`; past `maxDeliveryAttempts` (or the group's own,
+ *   `groupMaxDeliveryAttempts`, which its consumers' settings carry) the broker moves it to the group's
+ *   dead-letter queue itself. ForwardMessageToDeadLetterQueue does it on the client's word.
+ * - A dead letter is also a message of topic `%DLQ%<group>`, as RocketMQ's send-back stores it: the
+ *   original's body, keys, tag, user properties and message id, with `RETRY_TOPIC` (its topic) and
+ *   `ORIGIN_MESSAGE_ID` as system properties, which a proxy does not hand to gRPC clients. Any group can
+ *   receive, ack and change the invisible time of it there; its delivery count goes on from the
+ *   original's, so past the receiving group's attempts it moves on to that group's own dead-letter
+ *   topic, as on a real proxy. The topic exists from its first letter (before, a route query answers
+ *   TOPIC_NOT_FOUND), with perm 6 (`deadLetterTopicPerm: 2`, write-only as brokers before 4.9.2 made it:
+ *   no readable queue in its route, a receive FORBIDDEN, until `updateTopicPerm`).
  * - Tag expressions (`*`, `A || B`) filter; SQL92 filters are accepted and recorded but not evaluated.
  * - Faults: lost acks (answered OK, not applied), lost ack responses (applied, then the response fails
  *   or never arrives), duplicate sends (a second copy with a new id), lost send responses (the client
- *   resends with the same id), a restart on the same port, an outage, a server that never sends settings.
+ *   resends with the same id), refused sends (nothing stored), a restart on the same port, an outage, a
+ *   server that never sends settings.
  *
  * State survives a restart or an outage, as a broker's commit log does. This file is the lifecycle
  * (start, restart, outage, close) and what tests read; the state is `broker-state.ts`, the gRPC service
@@ -30,6 +40,7 @@ import type {
   DeliveryStatus,
   InvisibleChangeRecord,
   StoredMessage,
+  TopicPerm,
 } from './records.js';
 
 const HOST = '127.0.0.1';
@@ -60,7 +71,7 @@ export class RocketMQTestBroker {
   private constructor(options: RocketMQTestBrokerOptions) {
     this.#port = options.port ?? 0;
     const resolved = resolveOptions(options);
-    this.#state = new BrokerState(resolved.maxDeliveryAttempts);
+    this.#state = new BrokerState(resolved.maxDeliveryAttempts, resolved);
     this.faults = this.#state.faults;
     this.#context = {
       state: this.#state,
@@ -160,9 +171,25 @@ export class RocketMQTestBroker {
     return this.#state.clients();
   }
 
-  /** Where a message stands for a group: never seen, waiting, invisible, acked or dead. */
-  stateOf(group: string, messageId: string): 'unknown' | DeliveryStatus {
-    return this.#state.stateOf(group, messageId);
+  /**
+   * Where a message stands for a group: never seen, waiting, invisible, acked or dead. A dead letter
+   * keeps its message id in `%DLQ%<group>`: name that `topic` to ask about it there.
+   */
+  stateOf(group: string, messageId: string, topic?: string): 'unknown' | DeliveryStatus {
+    return this.#state.stateOf(group, messageId, topic);
+  }
+
+  /** A topic's perm (RocketMQ's numbers: 2 write-only, 4 read-only, 6 read-write). */
+  topicPerm(topic: string): TopicPerm {
+    return this.#state.topicPerm(topic);
+  }
+
+  /**
+   * Sets a topic's perm (and creates it), as an operator's `mqadmin updateTopicPerm -t <topic> -p <perm>`:
+   * `updateTopicPerm('%DLQ%billing', 6)` makes a write-only dead-letter topic readable.
+   */
+  updateTopicPerm(topic: string, perm: TopicPerm): void {
+    this.#state.updateTopicPerm(topic, perm);
   }
 
   /** Stores a message directly, bypassing any client (e.g. a body no codec can read). */

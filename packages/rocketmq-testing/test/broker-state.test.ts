@@ -89,6 +89,83 @@ describe('BrokerState', () => {
     ]);
   });
 
+  it('a dead letter is also a message of %DLQ%<group>: same id, body, keys, tag and user properties, its origin in system properties', () => {
+    const state = new BrokerState(17);
+    expect(state.topicExists('%DLQ%g')).toBe(false);
+    const sent = state.send(message('t', { tag: 'PAY', properties: { tenant: 'acme' } }));
+    const [delivery] = state.take('g', 't', undefined, 1, 1000);
+    state.forwardToDeadLetter(delivery?.receiptHandle ?? '', 1);
+    expect(state.topicExists('%DLQ%g')).toBe(true);
+    expect(state.topicPerm('%DLQ%g')).toBe(6);
+    const [letter] = state.messages('%DLQ%g');
+    expect(letter).toMatchObject({
+      topic: '%DLQ%g',
+      messageId: sent.messageId,
+      body: sent.body,
+      keys: ['K-1'],
+      tag: 'PAY',
+      properties: { tenant: 'acme' },
+      systemProperties: { RETRY_TOPIC: 't', ORIGIN_MESSAGE_ID: sent.messageId },
+      reconsumeTimes: 1,
+    });
+    expect(state.deadLetters('g')[0]?.dlqMessage).toBe(letter);
+    // Any group can receive it there; its count goes on from the original's.
+    const [read] = state.take('reader', '%DLQ%g', undefined, 10, 1000);
+    expect(read).toMatchObject({ message: letter, attempt: 2 });
+    expect(
+      state.changeInvisibleDuration('reader', sent.messageId, read?.receiptHandle ?? '', 0),
+    ).toBeDefined();
+    const [again] = state.take('reader', '%DLQ%g', undefined, 10, 1000);
+    expect(again?.attempt).toBe(3);
+    expect(
+      state.ack('reader', [{ messageId: sent.messageId, receiptHandle: again?.receiptHandle ?? '' }]),
+    ).toEqual([RocketMQCode.OK]);
+    expect(state.stateOf('reader', sent.messageId, '%DLQ%g')).toBe('acked');
+    // The original stays dead for its group, and unknown to the reader group on its own topic.
+    expect(state.stateOf('g', sent.messageId)).toBe('dead');
+    expect(state.stateOf('reader', sent.messageId, 't')).toBe('ready');
+  });
+
+  it("a dead letter past the receiving group's attempts moves on into that group's own dead-letter topic", () => {
+    const state = new BrokerState(17, { groupMaxDeliveryAttempts: { patient: 1000 } });
+    expect(state.maxDeliveryAttemptsOf('patient')).toBe(1000);
+    expect(state.maxDeliveryAttemptsOf('reader')).toBe(17);
+    const sent = state.send(message('t'));
+    for (let i = 0; i < 17; i++) {
+      expect(state.take('g', 't', undefined, 1, 1000)).toHaveLength(1);
+      vi.advanceTimersByTime(1000);
+    }
+    expect(state.take('g', 't', undefined, 1, 1000)).toEqual([]);
+    // The broker gave up after the 17th delivery: the letter goes on from 18, as a real send-back counts.
+    expect(state.messages('%DLQ%g')[0]?.reconsumeTimes).toBe(18);
+    expect(state.take('reader', '%DLQ%g', undefined, 10, 1000)).toEqual([]);
+    expect(state.messages('%DLQ%reader')).toMatchObject([
+      {
+        messageId: sent.messageId,
+        systemProperties: { RETRY_TOPIC: 't', ORIGIN_MESSAGE_ID: sent.messageId },
+      },
+    ]);
+    // A group allowed more attempts (mqadmin updateSubGroup -r) reads it.
+    expect(state.take('patient', '%DLQ%g', undefined, 10, 1000)[0]?.attempt).toBe(19);
+  });
+
+  it('a dead-letter topic takes the perm it is created with; updateTopicPerm changes it', () => {
+    const state = new BrokerState(17, { deadLetterTopicPerm: 2 });
+    state.send(message('t'));
+    const [delivery] = state.take('g', 't', undefined, 1, 1000);
+    state.forwardToDeadLetter(delivery?.receiptHandle ?? '', 1);
+    expect([state.topicPerm('%DLQ%g'), state.readable('%DLQ%g')]).toEqual([2, false]);
+    expect([state.topicPerm('t'), state.readable('t')]).toEqual([6, true]);
+    state.updateTopicPerm('%DLQ%g', 6);
+    expect(state.readable('%DLQ%g')).toBe(true);
+  });
+
+  it('faults: a refused send is counted down', () => {
+    const state = new BrokerState(17);
+    state.faults.failSends = 2;
+    expect([state.refusesSend(), state.refusesSend(), state.refusesSend()]).toEqual([true, true, false]);
+  });
+
   it('filters on tag expressions; no expression lets everything through', () => {
     const state = new BrokerState(17);
     state.send(message('t', { tag: 'A' }));

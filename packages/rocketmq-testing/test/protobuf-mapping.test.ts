@@ -2,8 +2,15 @@
 import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { RocketMQCode } from '../src/broker-state.js';
+import { resolveOptions } from '../src/options.js';
 import { pbDefinition as d } from '../src/proto.js';
-import { deliveredMessage, incomingMessage, tagExpression } from '../src/protobuf-mapping.js';
+import {
+  deliveredMessage,
+  incomingMessage,
+  permissionOf,
+  settingsFor,
+  tagExpression,
+} from '../src/protobuf-mapping.js';
 
 describe('protobuf mapping', () => {
   it("the state's codes are the generated Code values", () => {
@@ -57,5 +64,46 @@ describe('protobuf mapping', () => {
       tagExpression(new d.FilterExpression().setType(d.FilterType.SQL).setExpression('a > 1')),
     ).toBeUndefined();
     expect(tagExpression(undefined)).toBeUndefined();
+  });
+
+  it('a dead letter is delivered without its system properties, as a proxy hands it to gRPC clients', () => {
+    const delivered = deliveredMessage(
+      {
+        message: {
+          offset: 0,
+          messageId: 'M-1',
+          topic: '%DLQ%billing',
+          body: Buffer.from('{}'),
+          keys: ['PAY-1'],
+          properties: { tenant: 'acme' },
+          systemProperties: { RETRY_TOPIC: 'payments', ORIGIN_MESSAGE_ID: 'M-1' },
+          reconsumeTimes: 17,
+          bornAt: 1,
+          storedAt: 2,
+        },
+        attempt: 18,
+        receiptHandle: 'rh-0-x',
+        invisibleMs: 10_000,
+      },
+      { host: '127.0.0.1', port: 8081 },
+    );
+    expect(delivered.getTopic()?.getName()).toBe('%DLQ%billing');
+    expect(Object.fromEntries(delivered.getUserPropertiesMap().toArray())).toEqual({ tenant: 'acme' });
+    expect(delivered.getSystemProperties()?.getMessageId()).toBe('M-1');
+  });
+
+  it("maps a topic's perm to its route's permission, and tells each group its own attempts", () => {
+    expect([permissionOf(2), permissionOf(4), permissionOf(6)]).toEqual([
+      d.Permission.WRITE,
+      d.Permission.READ,
+      d.Permission.READ_WRITE,
+    ]);
+    const options = resolveOptions({ groupMaxDeliveryAttempts: { reader: 1000 } });
+    const consumer = (group: string) =>
+      new d.Settings()
+        .setClientType(d.ClientType.SIMPLE_CONSUMER)
+        .setSubscription(new d.Subscription().setGroup(new d.Resource().setName(group)));
+    expect(settingsFor(consumer('reader'), options).getBackoffPolicy()?.getMaxAttempts()).toBe(1000);
+    expect(settingsFor(consumer('billing'), options).getBackoffPolicy()?.getMaxAttempts()).toBe(17);
   });
 });

@@ -4,6 +4,11 @@
 export type { Backoff } from '@idempotent-mq/core/adapter';
 export { type BodyCodec, decodeBody, encodeBody } from './codec.js';
 export {
+  MIN_READER_ATTEMPTS,
+  type RocketMQDeadLetterSourceOptions,
+  rocketMQDeadLetterSource,
+} from './dead-letter-source.js';
+export {
   BodyEncodingError,
   MissingMessageKeyError,
   NotStartedError,

@@ -201,7 +201,11 @@ describe('RocketMQTransport over the real client', () => {
     const settled: SettledEvent[] = [];
     const spec = recordingSpec({ topic: 'lost', consumerGroup: 'g-lost-response' });
     await transport(settled).subscribe(spec);
-    await eventually('the previous message is through', () => spec.received.length >= 1);
+    // Through means settled, not only received: the fault must meet L-2's ack, not L-1's still on its way.
+    await eventually(
+      'the previous message is through',
+      () => spec.received.length >= 1 && settled.length >= 1 && broker.acked('g-lost-response').length >= 1,
+    );
     broker.faults.loseAckResponses = 1;
     const { messageId } = await send('lost', 'L-2');
     await eventually('settled', () => settled.some((e) => e.messageId === messageId));
