@@ -26,28 +26,37 @@ export class ScopeMetrics {
   /** Messages of this scope in the engine now. */
   active = 0;
   readonly attributes: Attributes;
-  readonly #outcomes = new Map<string, OutcomeCount>();
+  /**
+   * Each outcome's series, by tier (`''` for none) and kind: found without building a key per message,
+   * and one attributes object per series, made once, handed to every record of it.
+   */
+  readonly #outcomes = new Map<string, Map<OutcomeKind, OutcomeCount>>();
 
   constructor(readonly scope: string) {
-    this.attributes = { [ATTR.SCOPE]: scope };
+    this.attributes = Object.freeze({ [ATTR.SCOPE]: scope });
   }
 
   /** The series of an outcome (and tier), made on first use. */
   outcome(kind: OutcomeKind, tier: string | undefined): OutcomeCount {
-    const id = tier === undefined ? kind : `${kind}:${tier}`;
-    let series = this.#outcomes.get(id);
+    let byKind = this.#outcomes.get(tier ?? '');
+    if (!byKind) {
+      byKind = new Map();
+      this.#outcomes.set(tier ?? '', byKind);
+    }
+    let series = byKind.get(kind);
     if (!series) {
       const attributes: Attributes = { [ATTR.OUTCOME]: kind, [ATTR.SCOPE]: this.scope };
       if (tier !== undefined) attributes[ATTR.TIER] = tier;
-      series = { attributes, count: 0 };
-      this.#outcomes.set(id, series);
+      series = { attributes: Object.freeze(attributes), count: 0 };
+      byKind.set(kind, series);
     }
     return series;
   }
 
   /** Reports every outcome series' count so far (the outcomes counter's collection). */
   observeOutcomes(result: ObservableResult): void {
-    for (const series of this.#outcomes.values()) result.observe(series.count, series.attributes);
+    for (const byKind of this.#outcomes.values())
+      for (const series of byKind.values()) result.observe(series.count, series.attributes);
   }
 }
 
@@ -122,7 +131,7 @@ export class EngineMetrics {
     if (errorType !== undefined) return { [ATTR.OPERATION]: operation, [SEMCONV.ERROR_TYPE]: errorType };
     let attributes = this.#operations.get(operation);
     if (!attributes) {
-      attributes = { [ATTR.OPERATION]: operation };
+      attributes = Object.freeze({ [ATTR.OPERATION]: operation });
       this.#operations.set(operation, attributes);
     }
     return attributes;

@@ -104,6 +104,14 @@ const RECHECK_AFTER = 1024;
  * (following the messaging semantic conventions, linked to the producer's span), and the metrics named
  * in `METRIC`.
  *
+ * What a message costs on the SDK (measured on Node 20, SDK 2.12): the span, about 3 µs with its
+ * attributes and link; one histogram record for the message and one per store or cache call, 1–2 µs each,
+ * nearly all of it the SDK hashing the record's attributes (it caches nothing by object). The outcome
+ * counts and the messages in flight are kept here and read at collection: no SDK call per message. On a
+ * path of tens of microseconds (a duplicate answered by a Redis cache) that is a large share; on a
+ * transactional first-time path, a few percent. `steps: 'none'` and `stepMetrics: 'none'` leave the
+ * span and the message's own record.
+ *
  * @example
  * ```ts
  * container.load(new IdempotencyModule());

@@ -48,11 +48,10 @@ export class ProcessSpan implements MessageProbe {
     delivery: DeliveryInfo | undefined,
   ) {
     this.#telemetry = telemetry;
-    const { metrics, tracer, options } = telemetry;
-    if (metrics) {
-      this.#scope = metrics.scope(handler.scope);
-      this.#scope.active++;
-    }
+    const { tracer, options } = telemetry;
+    const shared = telemetry.of(handler, delivery?.subscription);
+    this.#scope = shared.metrics;
+    if (this.#scope) this.#scope.active++;
     if (!tracer) return;
 
     const active = context.active();
@@ -65,7 +64,7 @@ export class ProcessSpan implements MessageProbe {
       producer && options.producerAsParent && (active === ROOT_CONTEXT || !hasSpan(active))
         ? trace.setSpanContext(active, producer)
         : active;
-    const shape = telemetry.spanShape(handler, delivery?.subscription);
+    const shape = shared.span;
     const span = tracer.startSpan(
       shape.name,
       { kind: shape.kind, attributes: shape.attributes, links, startTime: hrTime(this.#started) },
@@ -96,7 +95,7 @@ export class ProcessSpan implements MessageProbe {
       if (stepMetrics === 'all' || (stepMetrics === 'traced' && recording)) metrics.step(timing, errorType);
     }
     if (!recording) return;
-    const name = `${timing.target} ${timing.operation}`;
+    const name = stepName(timing);
     const { steps } = options;
     if (steps === 'events') {
       const attributes: Attributes = { [ATTR.DURATION_MS]: timing.durationMs };
@@ -164,6 +163,22 @@ function producerContext(telemetry: Telemetry, message: unknown): SpanContext | 
   if (propagator === w3cTraceContext) return readTraceContext(properties as Record<string, unknown>);
   const producer = trace.getSpanContext(propagator.extract(ROOT_CONTEXT, properties, defaultTextMapGetter));
   return producer && isSpanContextValid(producer) ? producer : undefined;
+}
+
+/** `<target> <operation>` (`cache get`, `store claim`): the name of a step's event or span, made once each. */
+const STEP_NAMES = new Map<string, Map<string, string>>();
+function stepName({ target, operation }: StepTiming): string {
+  let byOperation = STEP_NAMES.get(target);
+  if (!byOperation) {
+    byOperation = new Map();
+    STEP_NAMES.set(target, byOperation);
+  }
+  let name = byOperation.get(operation);
+  if (name === undefined) {
+    name = `${target} ${operation}`;
+    byOperation.set(operation, name);
+  }
+  return name;
 }
 
 function hasSpan(ctx: Context): boolean {

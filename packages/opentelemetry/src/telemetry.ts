@@ -4,7 +4,7 @@
  */
 import type { DeliverySubscription, InstrumentedHandler } from '@idempotent-mq/core/adapter';
 import { type Attributes, SpanKind, type TextMapPropagator, type Tracer } from '@opentelemetry/api';
-import type { EngineMetrics } from './engine-metrics.js';
+import type { EngineMetrics, ScopeMetrics } from './engine-metrics.js';
 import { ATTR, messagingSystem, SEMCONV } from './names.js';
 
 /** How store and cache calls appear on a message's span. */
@@ -33,9 +33,21 @@ export interface SpanShape {
   readonly attributes: Attributes;
 }
 
-/** The resolved tracer and metrics of one instrumentation, with the span shapes it has made. */
+/**
+ * What the messages of one handler and subscription share, looked up once per message: their span's
+ * shape, and their scope's metrics (when metering).
+ */
+export interface HandlerTelemetry {
+  readonly span: SpanShape;
+  readonly metrics: ScopeMetrics | undefined;
+}
+
+/** The resolved tracer and metrics of one instrumentation, with what it has made per handler. */
 export class Telemetry {
-  readonly #shapes = new WeakMap<InstrumentedHandler, Map<DeliverySubscription | undefined, SpanShape>>();
+  readonly #handlers = new WeakMap<
+    InstrumentedHandler,
+    Map<DeliverySubscription | undefined, HandlerTelemetry>
+  >();
 
   constructor(
     readonly tracer: Tracer | undefined,
@@ -44,36 +56,39 @@ export class Telemetry {
   ) {}
 
   /**
-   * The span of a handler's messages, made once per handler and subscription: `process <topic>`
-   * (CONSUMER, with the messaging attributes) for a subscription's, `idempotent <Class.method>`
-   * (INTERNAL) for a direct call's.
+   * What a handler's messages share, made once per handler and subscription: the span's shape
+   * (`process <topic>`, CONSUMER, with the messaging attributes, for a subscription's;
+   * `idempotent <Class.method>`, INTERNAL, for a direct call's) and the scope's metrics.
    */
-  spanShape(handler: InstrumentedHandler, subscription: DeliverySubscription | undefined): SpanShape {
-    let byHandler = this.#shapes.get(handler);
+  of(handler: InstrumentedHandler, subscription: DeliverySubscription | undefined): HandlerTelemetry {
+    let byHandler = this.#handlers.get(handler);
     if (!byHandler) {
       byHandler = new Map();
-      this.#shapes.set(handler, byHandler);
+      this.#handlers.set(handler, byHandler);
     }
-    let shape = byHandler.get(subscription);
-    if (!shape) {
-      const own = { [ATTR.HANDLER]: handler.label, [ATTR.SCOPE]: handler.scope };
-      shape = subscription
-        ? {
-            name: `process ${subscription.topic}`,
-            kind: SpanKind.CONSUMER,
-            attributes: {
-              [SEMCONV.MESSAGING_SYSTEM]:
-                this.options.messagingSystem ?? messagingSystem(subscription.broker),
-              [SEMCONV.MESSAGING_OPERATION_TYPE]: 'process',
-              [SEMCONV.MESSAGING_OPERATION_NAME]: 'process',
-              [SEMCONV.MESSAGING_DESTINATION_NAME]: subscription.topic,
-              [SEMCONV.MESSAGING_CONSUMER_GROUP_NAME]: subscription.consumerGroup,
-              ...own,
-            },
-          }
-        : { name: `idempotent ${handler.label}`, kind: SpanKind.INTERNAL, attributes: own };
-      byHandler.set(subscription, shape);
+    let shared = byHandler.get(subscription);
+    if (!shared) {
+      shared = { span: this.#spanShape(handler, subscription), metrics: this.metrics?.scope(handler.scope) };
+      byHandler.set(subscription, shared);
     }
-    return shape;
+    return shared;
+  }
+
+  #spanShape(handler: InstrumentedHandler, subscription: DeliverySubscription | undefined): SpanShape {
+    const own = { [ATTR.HANDLER]: handler.label, [ATTR.SCOPE]: handler.scope };
+    return subscription
+      ? {
+          name: `process ${subscription.topic}`,
+          kind: SpanKind.CONSUMER,
+          attributes: {
+            [SEMCONV.MESSAGING_SYSTEM]: this.options.messagingSystem ?? messagingSystem(subscription.broker),
+            [SEMCONV.MESSAGING_OPERATION_TYPE]: 'process',
+            [SEMCONV.MESSAGING_OPERATION_NAME]: 'process',
+            [SEMCONV.MESSAGING_DESTINATION_NAME]: subscription.topic,
+            [SEMCONV.MESSAGING_CONSUMER_GROUP_NAME]: subscription.consumerGroup,
+            ...own,
+          },
+        }
+      : { name: `idempotent ${handler.label}`, kind: SpanKind.INTERNAL, attributes: own };
   }
 }

@@ -22,8 +22,17 @@ const VERSION = '00';
 // version-traceid-parentid-flags; a later version may append fields, version ff is forbidden.
 const TRACEPARENT_FORMAT = /^\s?((?!ff)[\da-f]{2})-([\da-f]{32})-([\da-f]{16})-([\da-f]{2})(-.*)?\s?$/;
 
+// What nearly every message carries: version 00, nothing around it. Tested without captures, then cut.
+const VERSION_00 = /^00-[\da-f]{32}-[\da-f]{16}-[\da-f]{2}$/;
+
 /** Reads a `traceparent` value; `undefined` when it is not a valid one. */
 export function parseTraceparent(value: string): SpanContext | undefined {
+  if (value.length === 55 && VERSION_00.test(value)) {
+    const traceId = value.slice(3, 35);
+    const spanId = value.slice(36, 52);
+    if (traceId === INVALID_TRACE_ID || spanId === INVALID_SPAN_ID) return undefined;
+    return { traceId, spanId, traceFlags: Number.parseInt(value.slice(53), 16), isRemote: true };
+  }
   const match = TRACEPARENT_FORMAT.exec(value);
   if (!match) return undefined;
   const [, version, traceId, spanId, flags, rest] = match as unknown as [

@@ -15,9 +15,11 @@ import {
   injectTraceContext,
   ListenerRegistry,
   MESSAGE_TRANSPORT,
+  MemoryIdempotencyCache,
   MemoryIdempotencyStore,
   MessageListener,
   makeIdempotent,
+  NoIdempotencyCache,
   type TransportMessage,
 } from '@idempotent-mq/core/adapter';
 import {
@@ -437,6 +439,89 @@ describe('a direct call', () => {
         instrumentation: {} as never,
       }),
     ).toThrow(InvalidOptionError);
+  });
+});
+
+describe('the outcomes counter, read at collection from counts kept per outcome, tier and scope', () => {
+  it('after N duplicates and M first-time messages of two scopes: each series its own count, cumulative across collections', async () => {
+    const inst = instrumentation({ steps: 'none' });
+    // The scopes are versioned (`v1:`). Scope `cached` keeps one token in its cache: a duplicate of
+    // that one is recognised by the cache, of an older one by the store. Scope `uncached`: by the store.
+    const cached = makeIdempotent(async (_m: { id: string }) => 'ok', {
+      key: (m) => m.id,
+      scope: 'cached',
+      store: new MemoryIdempotencyStore(),
+      cache: new MemoryIdempotencyCache({ maxEntries: 1 }),
+      logger: quiet,
+      instrumentation: inst,
+    });
+    const uncached = makeIdempotent(async (_m: { id: string }) => 'ok', {
+      key: (m) => m.id,
+      scope: 'uncached',
+      store: new MemoryIdempotencyStore(),
+      cache: new NoIdempotencyCache(),
+      logger: quiet,
+      instrumentation: inst,
+    });
+    const [N, M] = [5, 3];
+    for (let i = 0; i < M; i++) await cached({ id: `F${i}` });
+    for (let i = 0; i < N; i++) await cached({ id: `F${M - 1}` }); // the one in the cache
+    await cached({ id: 'F0' }); // gone from the cache: the store knows
+    for (let i = 0; i < 2; i++) await uncached({ id: `U${i}` });
+    for (let i = 0; i < 4; i++) await uncached({ id: 'U0' });
+
+    const series = (points: { attributes: Record<string, unknown>; value: unknown }[]) =>
+      points
+        .map((p) => [p.attributes[ATTR.SCOPE], p.attributes[ATTR.OUTCOME], p.attributes[ATTR.TIER], p.value])
+        .sort((a, b) => String(a.slice(0, 3)).localeCompare(String(b.slice(0, 3))));
+    expect(series(await sdk.sums(METRIC.OUTCOMES))).toEqual([
+      ['v1:cached', 'duplicate', 'cache', N],
+      ['v1:cached', 'duplicate', 'store', 1],
+      ['v1:cached', 'processed', undefined, M],
+      ['v1:uncached', 'duplicate', 'store', 4],
+      ['v1:uncached', 'processed', undefined, 2],
+    ]);
+    // The duration histogram has the same series, one record per message.
+    const durations = await sdk.histograms(METRIC.MESSAGE_DURATION);
+    expect(series(durations.map((p) => ({ attributes: p.attributes, value: p.value.count })))).toEqual([
+      ['v1:cached', 'duplicate', 'cache', N],
+      ['v1:cached', 'duplicate', 'store', 1],
+      ['v1:cached', 'processed', undefined, M],
+      ['v1:uncached', 'duplicate', 'store', 4],
+      ['v1:uncached', 'processed', undefined, 2],
+    ]);
+    expect(series(await sdk.sums(METRIC.MESSAGES_ACTIVE))).toEqual([
+      ['v1:cached', undefined, undefined, 0],
+      ['v1:uncached', undefined, undefined, 0],
+    ]);
+
+    // A counter reports the total so far: a second collection after one more duplicate adds one.
+    await cached({ id: `F${M - 1}` });
+    expect(
+      pointWith(await sdk.sums(METRIC.OUTCOMES), { [ATTR.SCOPE]: 'v1:cached', [ATTR.TIER]: 'cache' }),
+    ).toBe(N + 1);
+  });
+
+  it('a message still in the handler is in the in-flight gauge, and in no outcome yet', async () => {
+    let release = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    const slow = makeIdempotent(async (_m: { id: string }) => held, {
+      key: (m) => m.id,
+      scope: 'slow',
+      store: new MemoryIdempotencyStore(),
+      logger: quiet,
+      instrumentation: instrumentation(),
+    });
+    const running = [slow({ id: 'A' }), slow({ id: 'B' })];
+    await pause(5);
+    expect(pointWith(await sdk.sums(METRIC.MESSAGES_ACTIVE), { [ATTR.SCOPE]: 'v1:slow' })).toBe(2);
+    expect(await sdk.sums(METRIC.OUTCOMES)).toEqual([]);
+    release();
+    await Promise.all(running);
+    expect(pointWith(await sdk.sums(METRIC.MESSAGES_ACTIVE), { [ATTR.SCOPE]: 'v1:slow' })).toBe(0);
+    expect(pointWith(await sdk.sums(METRIC.OUTCOMES), { [ATTR.OUTCOME]: 'processed' })).toBe(2);
   });
 });
 

@@ -47,6 +47,10 @@ describe('traceparent', () => {
     );
     // A later version may add fields after the four it shares with 00.
     expect(parseTraceparent(`01-${TRACE_ID}-${SPAN_ID}-01-more`)?.spanId).toBe(SPAN_ID);
+    // Version 00 alone (the quick path) and around it (the full format) read the same.
+    expect(parseTraceparent(`00-${TRACE_ID}-${SPAN_ID}-ff`)?.traceFlags).toBe(0xff);
+    expect(parseTraceparent(` ${SAMPLED}`)).toEqual(parseTraceparent(SAMPLED));
+    expect(parseTraceparent(`${SAMPLED} `)).toEqual(parseTraceparent(SAMPLED));
   });
 
   it('refuses what the format forbids', () => {
@@ -59,6 +63,9 @@ describe('traceparent', () => {
       `00-${TRACE_ID}-${'0'.repeat(16)}-01`, // all-zero span id
       `00-${TRACE_ID.toUpperCase()}-${SPAN_ID}-01`, // upper case
       `00-${TRACE_ID}-${SPAN_ID}-1`,
+      `00-${TRACE_ID}-${SPAN_ID}-0g`, // flags not hex, at version 00's own length
+      `00-${TRACE_ID.slice(1)}x-${SPAN_ID}-01`,
+      `00_${TRACE_ID}-${SPAN_ID}-01`,
     ]) {
       expect(parseTraceparent(bad), bad).toBeUndefined();
     }
