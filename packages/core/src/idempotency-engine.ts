@@ -70,6 +70,8 @@ interface Call {
   transientRetries: number;
   /** The instrumentation's view of this message, when one is bound and wants it. */
   readonly probe: MessageProbe | undefined;
+  /** A processed message's entry, for the cache to learn once the store has committed. */
+  completion: CachedCompletion | undefined;
 }
 
 /** What the key function made of a message: a token, no usable key, or a throw. */
@@ -80,9 +82,6 @@ type Decided = Omit<
   Execution,
   'handler' | 'scope' | 'attempt' | 'durationMs' | 'cacheBypassed' | 'transientRetries'
 >;
-
-/** A processed message's answer, with what the cache must learn once the store has committed. */
-type Completed = Decided & { readonly completion?: CachedCompletion };
 
 /** Carries a handler's own throw through the store's transaction, so it is rethrown untouched. */
 class HandlerFailure {
@@ -218,6 +217,7 @@ export class IdempotencyEngine {
       handlerStarted: false,
       transientRetries: 0,
       probe: this.deps.instrumentation && this.reports.probeOf(plan, message, info),
+      completion: undefined,
     };
   }
 
@@ -402,11 +402,12 @@ export class IdempotencyEngine {
     const { plan } = call;
     for (;;) {
       try {
-        const { completion, ...decided } = plan.transactional
+        call.completion = undefined;
+        const decided = plan.transactional
           ? await this.transaction(call, (tx) => this.claimAndRun(call, token, print, tx))
           : await this.claimAndRun(call, token, print, undefined);
         // Not waited for: the store has committed, and the cache only spares a later copy the store.
-        if (completion) void this.writeCache(call, token, completion);
+        if (call.completion) void this.writeCache(call, token, call.completion);
         return decided;
       } catch (failure) {
         const error = failure instanceof HandlerFailure ? failure.error : failure;
@@ -447,7 +448,7 @@ export class IdempotencyEngine {
     token: TokenRef,
     print: string | undefined,
     tx: unknown,
-  ): Promise<Completed> {
+  ): Promise<Decided> {
     const { plan } = call;
     const { store } = this.deps;
     const owner = randomUUID();
@@ -482,13 +483,14 @@ export class IdempotencyEngine {
       if (tx !== undefined) throw new HandlerFailure(lost);
       return { kind: 'failed', token, unprotected: false, error: lost };
     }
+    // What the cache learns once the store has committed (fromStore writes it).
+    call.completion = { fingerprint: print, result: stored };
     return {
       kind: claim.takeover ? 'takeover' : 'processed',
       token,
       unprotected: false,
       fence: claim.record.fence,
       result: ran.result,
-      completion: { fingerprint: print, result: stored },
     };
   }
 

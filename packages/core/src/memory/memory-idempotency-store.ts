@@ -25,22 +25,23 @@ import type { ReadinessCheck } from '../ports/readiness.js';
  * commit and undo steps on it, so they commit or roll back with the token.
  */
 export class MemoryTransaction {
-  private readonly undo: (() => void)[] = [];
-  private readonly staged: (() => void)[] = [];
-  private readonly commitHooks: (() => void)[] = [];
-  private readonly rollbackHooks: (() => void)[] = [];
+  // Made on first use: most transactions stage one completion and register nothing else.
+  private undo: (() => void)[] | undefined;
+  private staged: (() => void)[] | undefined;
+  private commitHooks: (() => void)[] | undefined;
+  private rollbackHooks: (() => void)[] | undefined;
   private state: 'open' | 'committed' | 'rolledBack' = 'open';
 
   /** Runs `fn` when the transaction commits. */
   onCommit(fn: () => void): void {
     this.assertOpen();
-    this.commitHooks.push(fn);
+    (this.commitHooks ??= []).push(fn);
   }
 
   /** Runs `fn` when the transaction rolls back (undo your effect here). */
   onRollback(fn: () => void): void {
     this.assertOpen();
-    this.rollbackHooks.push(fn);
+    (this.rollbackHooks ??= []).push(fn);
   }
 
   get isOpen(): boolean {
@@ -49,33 +50,33 @@ export class MemoryTransaction {
 
   /** @internal */
   recordUndo(fn: () => void): void {
-    this.undo.push(fn);
+    (this.undo ??= []).push(fn);
   }
 
   /** @internal */
   stage(fn: () => void): void {
-    this.staged.push(fn);
+    (this.staged ??= []).push(fn);
   }
 
   /** @internal Applies the staged writes; a staged write that throws rolls everything back. */
   commit(): void {
     this.assertOpen();
     try {
-      for (const apply of this.staged) apply();
+      for (const apply of this.staged ?? []) apply();
     } catch (error) {
       this.rollback();
       throw error;
     }
     this.state = 'committed';
-    for (const hook of this.commitHooks) hook();
+    for (const hook of this.commitHooks ?? []) hook();
   }
 
   /** @internal */
   rollback(): void {
     if (this.state !== 'open') return;
     this.state = 'rolledBack';
-    for (const fn of this.undo.reverse()) fn();
-    for (const hook of this.rollbackHooks.reverse()) hook();
+    for (const fn of (this.undo ?? []).reverse()) fn();
+    for (const hook of (this.rollbackHooks ?? []).reverse()) hook();
   }
 
   private assertOpen(): void {
@@ -198,22 +199,24 @@ export class MemoryIdempotencyStore extends BaseIdempotencyStore<MemoryTransacti
   }
 
   async complete(request: CompleteRequest, tx?: MemoryTransaction): Promise<boolean> {
-    if (!this.held(request.token, request.owner)) return false;
-    const apply = (): void => {
-      const record = this.held(request.token, request.owner);
-      if (!record) throw new LeaseLostError(request.token, request.owner);
-      const now = this.clock.now();
-      record.status = 'completed';
-      record.leaseExpiresAt = undefined;
-      record.result = request.result;
-      record.completedAt = now;
-      record.expiresAt = now + request.ttlMs;
-      this.noteCompleted(tokenId(request.token));
-    };
+    const id = tokenId(request.token);
+    if (!this.heldById(id, request.owner)) return false;
     // Others keep seeing the claim in progress until the transaction commits.
-    if (tx) tx.stage(apply);
-    else apply();
+    if (tx) tx.stage(() => this.applyCompletion(id, request));
+    else this.applyCompletion(id, request);
     return true;
+  }
+
+  private applyCompletion(id: string, request: CompleteRequest): void {
+    const record = this.heldById(id, request.owner);
+    if (!record) throw new LeaseLostError(request.token, request.owner);
+    const now = this.clock.now();
+    record.status = 'completed';
+    record.leaseExpiresAt = undefined;
+    record.result = request.result;
+    record.completedAt = now;
+    record.expiresAt = now + request.ttlMs;
+    this.noteCompleted(id);
   }
 
   async release(token: TokenRef, owner: string): Promise<boolean> {
@@ -331,6 +334,7 @@ export class MemoryIdempotencyStore extends BaseIdempotencyStore<MemoryTransacti
 
   private newClaim(request: ClaimRequest, fence: number): MutableRecord {
     const now = this.clock.now();
+    // Every field from the start, the later ones undefined: one shape for every record, whatever its state.
     return {
       scope: request.token.scope,
       key: request.token.key,
@@ -339,13 +343,20 @@ export class MemoryIdempotencyStore extends BaseIdempotencyStore<MemoryTransacti
       fence,
       leaseExpiresAt: now + request.leaseMs,
       fingerprint: request.fingerprint,
+      result: undefined,
       createdAt: now,
+      completedAt: undefined,
+      expiresAt: undefined,
     };
   }
 
   /** The record, if `owner` holds a claim on it that is still in progress. */
   private held(token: TokenRef, owner: string): MutableRecord | undefined {
-    const record = this.records.get(tokenId(token));
+    return this.heldById(tokenId(token), owner);
+  }
+
+  private heldById(id: string, owner: string): MutableRecord | undefined {
+    const record = this.records.get(id);
     return record && record.status === 'inProgress' && record.owner === owner ? record : undefined;
   }
 
