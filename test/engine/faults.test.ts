@@ -250,6 +250,59 @@ describe('when the cache fails', () => {
   });
 });
 
+describe('an in-process cache (inProcess)', () => {
+  it('is not bounded in time, and a copy right after a first-time message meets its entry, not the store', async () => {
+    const h = harness({
+      cache: (clock) => new MemoryIdempotencyCache({ clock }),
+      store: faultyStore,
+      module: { cacheTimeoutMs: 4321 },
+    });
+    expect(h.cache.inProcess).toBe(true);
+    const bounds = countTimers(h.clock, 4321);
+    const { Consumer } = consumerClass('transactional', { keepAlive: false });
+    const consumer = h.get(Consumer);
+    await consumer.onMessage(msg('IP-1'));
+    await flush();
+    // No bound was armed for the cache's read or its write.
+    expect(bounds.count).toBe(0);
+    const claims = h.store.faults.calls.get('claim') ?? 0;
+    await consumer.onMessage(msg('IP-1'));
+    expect(h.outcomes.map((o) => [o.kind, o.tier])).toEqual([
+      ['processed', undefined],
+      ['duplicate', 'cache'],
+    ]);
+    expect(h.store.faults.calls.get('claim') ?? 0).toBe(claims);
+  });
+
+  it('a cache behind a connection (FaultyCache, not inProcess) stays bounded: a hung read is given up after cacheTimeoutMs', async () => {
+    const h = harness({ cache: faultyCache, store: faultyStore, module: { cacheTimeoutMs: 50 } });
+    expect(h.cache.inProcess).toBeUndefined();
+    const bounds = countTimers(h.clock, 50);
+    h.cache.faults.inject('get', { hang: true });
+    const { Consumer } = consumerClass('transactional');
+    const consumer = h.get(Consumer);
+    const pending = consumer.onMessage(msg('IP-2'));
+    await flush();
+    expect(consumer.runs).toBe(0);
+    await h.clock.advance(50);
+    await pending;
+    expect(consumer.runs).toBe(1);
+    await flush();
+    expect(bounds.count).toBe(2); // the read, and the write after the commit
+  });
+});
+
+/** Counts the timers armed on `clock` for `ms`: the engine's bounds of cache calls. */
+function countTimers(clock: FakeClock, ms: number): { count: number } {
+  const seen = { count: 0 };
+  const setTimeout = clock.setTimeout.bind(clock);
+  clock.setTimeout = (fn: () => void, after: number) => {
+    if (after === ms) seen.count++;
+    return setTimeout(fn, after);
+  };
+  return seen;
+}
+
 describe('when the cache hangs on a write', () => {
   it('a copy that comes while the write is on its way is answered as the cache will answer it, not by the store', async () => {
     const h = harness({ cache: faultyCache, store: faultyStore, module: { cacheTimeoutMs: 50 } });

@@ -282,7 +282,7 @@ export class IdempotencyEngine {
     }
     const started = call.probe ? performance.now() : 0;
     try {
-      const hit = await withTimeout(this.deps.cache.get(token), call.plan.policy.cacheTimeoutMs, this.timers);
+      const hit = await this.bounded(this.deps.cache.get(token), call.plan.policy.cacheTimeoutMs);
       if (call.probe) this.reports.step(call.probe, 'cache', 'get', started);
       if (this.cacheDown) this.cacheAnswered();
       return hit;
@@ -310,9 +310,7 @@ export class IdempotencyEngine {
     const started = this.deps.instrumentation && list.length > 0 ? performance.now() : undefined;
     try {
       const values =
-        list.length > 0
-          ? await withTimeout(this.deps.cache.getMany(list), plan.policy.cacheTimeoutMs, this.timers)
-          : [];
+        list.length > 0 ? await this.bounded(this.deps.cache.getMany(list), plan.policy.cacheTimeoutMs) : [];
       if (started !== undefined)
         this.reports.batchStep(
           calls.map((c) => c.probe),
@@ -617,19 +615,21 @@ export class IdempotencyEngine {
     }
   }
 
+  /** A cache call bounded by `cacheTimeoutMs`, unless the cache is in this process (`inProcess`): nothing to hang on. */
+  private bounded<T>(work: Promise<T>, ms: number): Promise<T> {
+    return this.deps.cache.inProcess ? work : withTimeout(work, ms, this.timers);
+  }
+
   /** Sent once the store has committed, and not waited for: see {@link IdempotencyEngine.writing}. */
   private async writeCache(call: Call, token: TokenRef, completion: CachedCompletion): Promise<void> {
     const { policy } = call.plan;
     const started = call.probe ? performance.now() : 0;
-    const id = tokenId(token);
-    this.writing.set(id, completion);
+    // An in-process cache has taken the write when `set` returns: no read can overtake it.
+    const id = this.deps.cache.inProcess ? undefined : tokenId(token);
+    if (id !== undefined) this.writing.set(id, completion);
     try {
       // Bounded like a read: a hung cache must not keep a write pending for ever.
-      await withTimeout(
-        this.deps.cache.set(token, completion, policy.ttlMs),
-        policy.cacheTimeoutMs,
-        this.timers,
-      );
+      await this.bounded(this.deps.cache.set(token, completion, policy.ttlMs), policy.cacheTimeoutMs);
       if (call.probe) this.reports.step(call.probe, 'cache', 'set', started);
       if (this.cacheDown) this.cacheAnswered();
     } catch (error) {
@@ -638,7 +638,7 @@ export class IdempotencyEngine {
       // The store has committed: the cache is only an optimisation.
       this.deps.logger.debug('cache write failed', { key: token.key, error: String(error) });
     } finally {
-      if (this.writing.get(id) === completion) this.writing.delete(id);
+      if (id !== undefined && this.writing.get(id) === completion) this.writing.delete(id);
     }
   }
 

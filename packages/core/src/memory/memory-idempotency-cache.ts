@@ -25,6 +25,8 @@ interface Entry {
  * cache, and the test double of the Redis cache. Lossy by design: the store is the truth.
  */
 export class MemoryIdempotencyCache implements IdempotencyCache {
+  /** Its calls take effect before they return: the engine bounds none of them (see the port). */
+  readonly inProcess = true;
   // A Map iterates in insertion order: re-inserting on read keeps the least recent first.
   private readonly entries = new Map<string, Entry>();
   /**

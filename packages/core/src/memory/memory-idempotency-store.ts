@@ -35,13 +35,13 @@ export class MemoryTransaction {
   /** Runs `fn` when the transaction commits. */
   onCommit(fn: () => void): void {
     this.assertOpen();
-    (this.commitHooks ??= []).push(fn);
+    this.commitHooks = appended(this.commitHooks, fn);
   }
 
   /** Runs `fn` when the transaction rolls back (undo your effect here). */
   onRollback(fn: () => void): void {
     this.assertOpen();
-    (this.rollbackHooks ??= []).push(fn);
+    this.rollbackHooks = appended(this.rollbackHooks, fn);
   }
 
   get isOpen(): boolean {
@@ -50,12 +50,12 @@ export class MemoryTransaction {
 
   /** @internal */
   recordUndo(fn: () => void): void {
-    (this.undo ??= []).push(fn);
+    this.undo = appended(this.undo, fn);
   }
 
   /** @internal */
   stage(fn: () => void): void {
-    (this.staged ??= []).push(fn);
+    this.staged = appended(this.staged, fn);
   }
 
   /** @internal Applies the staged writes; a staged write that throws rolls everything back. */
@@ -82,6 +82,13 @@ export class MemoryTransaction {
   private assertOpen(): void {
     if (this.state !== 'open') throw new Error(`the transaction is already ${this.state}`);
   }
+}
+
+/** `list` with `item` at its end; a new list when there is none yet. */
+function appended<T>(list: T[] | undefined, item: T): T[] {
+  if (!list) return [item];
+  list.push(item);
+  return list;
 }
 
 export interface MemoryIdempotencyStoreOptions extends BaseIdempotencyStoreOptions {

@@ -7,6 +7,8 @@ import type { ReadinessCheck } from '../ports/readiness.js';
 
 /** The cache that remembers nothing (see the file comment): bind it as `IDEMPOTENCY_CACHE` to go to the store every time. */
 export class NoIdempotencyCache implements IdempotencyCache {
+  /** Nothing to wait for: the engine bounds none of its calls (see the port). */
+  readonly inProcess = true;
   /** Nothing to reach. Always ready. */
   async check(): Promise<readonly ReadinessCheck[]> {
     return [{ name: 'no cache', status: 'ok', detail: 'every lookup goes to the store.' }];

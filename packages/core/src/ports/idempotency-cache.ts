@@ -26,6 +26,14 @@ export interface CacheInspection {
 }
 
 export interface IdempotencyCache extends CheckedPort {
+  /**
+   * The cache lives in this process and each call has taken effect by the time it returns (its promise
+   * only carries the answer): nothing to wait for on a network. The engine then bounds none of its calls
+   * in time (`cacheTimeoutMs`) and keeps no record of writes on their way. Leave it unset for a cache
+   * behind a connection, however fast.
+   * @defaultValue false
+   */
+  readonly inProcess?: boolean;
   get(token: TokenRef): Promise<CachedCompletion | undefined>;
   /** Many tokens in one round trip where the cache allows it; the answer is aligned with `tokens`. */
   getMany(tokens: readonly TokenRef[]): Promise<(CachedCompletion | undefined)[]>;
