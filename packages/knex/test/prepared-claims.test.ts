@@ -122,6 +122,22 @@ describe('postgresql: named prepared claims', () => {
     expect(responses.filter((sql) => /^insert into/i.test(sql))).toHaveLength(1);
   });
 
+  it('another driver than node-postgres (pg-native) goes through knex: nothing prepared', async () => {
+    await freshConnection();
+    const client = db.knex.client as { driverName: string };
+    const driver = client.driverName;
+    client.driverName = 'pgnative';
+    try {
+      const store = new KnexIdempotencyStore(db.knex, { tableName });
+      const key = randomUUID();
+      await expect(claimIn(store, key)).resolves.toMatchObject({ status: 'claimed' });
+      await expect(claimIn(store, key)).resolves.toMatchObject({ status: 'exists' });
+    } finally {
+      client.driverName = driver;
+    }
+    expect(await preparedOnConnection()).toHaveLength(0);
+  });
+
   it('refuses a preparedStatements that is not a boolean, naming the option', () => {
     expect(
       () => new KnexIdempotencyStore(db.knex, { tableName, preparedStatements: 'yes' as never }),
@@ -164,6 +180,28 @@ describe('sqlite: the claim prepared once per connection', () => {
       connection.prepare = original;
     }
     expect(prepared).toBe(0);
+  });
+
+  it('another driver than better-sqlite3 (node-sqlite3) goes through knex, which prepares each claim', async () => {
+    const client = db.knex.client as { driverName: string };
+    const driver = client.driverName;
+    client.driverName = 'sqlite3';
+    const connection = (await db.knex.client.acquireConnection()) as { prepare: (sql: string) => unknown };
+    const original = connection.prepare;
+    let prepared = 0;
+    connection.prepare = function (this: unknown, sql: string) {
+      if (/^insert into/i.test(sql)) prepared++;
+      return original.call(this, sql);
+    };
+    await db.knex.client.releaseConnection(connection);
+    try {
+      const store = new KnexIdempotencyStore(db.knex, { tableName });
+      for (let i = 0; i < 3; i++) await expect(claimIn(store)).resolves.toMatchObject({ status: 'claimed' });
+    } finally {
+      connection.prepare = original;
+      client.driverName = driver;
+    }
+    expect(prepared).toBe(3);
   });
 
   it('keeps claiming when the table gains a column, or is dropped and created again', async () => {

@@ -12,14 +12,16 @@ const SUPPORTED =
 /** The dialect of a knex instance, from its client; anything else fails at start-up, naming the fix. */
 export function dialectOf(knex: Knex, options: { readonly preparedStatements?: boolean } = {}): Dialect {
   assertKnex(knex);
-  const name = (knex.client as { dialect?: unknown }).dialect;
+  const { dialect: name, driverName } = knex.client as { dialect?: unknown; driverName?: unknown };
   switch (name) {
     case 'postgresql':
-      return new PostgresDialect(options.preparedStatements ?? true);
+      // Named statements through node-postgres' own API; any other driver (pg-native) goes through knex.
+      return new PostgresDialect((options.preparedStatements ?? true) && driverName === 'pg');
     case 'mysql':
       return new MysqlDialect();
     case 'sqlite3':
-      return new SqliteDialect();
+      // Statements kept per connection are better-sqlite3's; node-sqlite3's API is another.
+      return new SqliteDialect(driverName === 'better-sqlite3');
     default:
       throw new InvalidOptionError('knex', SUPPORTED, String(name));
   }

@@ -25,16 +25,22 @@ export class SqliteDialect extends ReturningDialect {
   // julianday('now') works on every SQLite version (unixepoch('subsec') needs 3.42) and keeps milliseconds.
   readonly nowMs = "(cast(round((julianday('now') - 2440587.5) * 86400000.0) as integer))";
   readonly versionSql = "('SQLite ' || sqlite_version())";
+  /** @param keepsStatements the driver is better-sqlite3, whose statements the dialect keeps per connection. */
+  constructor(private readonly keepsStatements: boolean) {
+    super();
+  }
+
   /** Claim statements prepared once per connection, by SQL (knex prepares every query anew). */
   readonly #prepared = new WeakMap<object, Map<string, ReturnType<SqliteConnection['prepare']>>>();
 
   /**
    * Inside a transaction, the claim's insert runs on the transaction's own connection as a statement
    * prepared once per connection: knex would prepare the long statement again for every claim, which
-   * was a third of the store's CPU per message. Outside a transaction, through knex.
+   * was a third of the store's CPU per message. Outside a transaction, or on another driver than
+   * better-sqlite3, through knex.
    */
   override async insertIfAbsent(db: Db, row: NewRow): Promise<TokenRow | undefined> {
-    if (!isTransaction(db)) return super.insertIfAbsent(db, row);
+    if (!this.keepsStatements || !isTransaction(db)) return super.insertIfAbsent(db, row);
     const sql = this.insertSql(db, row.template);
     return onTransactionConnection(db, sql, row.bindings, (connection: SqliteConnection) => {
       let statements = this.#prepared.get(connection);
