@@ -106,6 +106,7 @@ async function main() {
       volume: { type: 'boolean' },
       'volume-rows': { type: 'string' },
       'volume-only': { type: 'string' },
+      'volume-servers': { type: 'string' },
     },
   });
   if (values.redraw) return redraw();

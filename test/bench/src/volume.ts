@@ -3,23 +3,30 @@
  * on its own, after a build:
  *
  *   npx tsc -b tsconfig.build.json test/bench && node --expose-gc test/bench/dist/run.js --volume \
- *     [--volume-rows 1000000,10000000] [--volume-only sql|purge|redis] [--quick]
+ *     [--volume-rows 1000000,10000000] [--volume-only sql|purge|redis] \
+ *     [--volume-servers postgresql,mariadb,redis] [--quick]
  *
  * 1. First-time throughput (transactional, through the engine with the Redis cache, at 1 and 64 in
  *    flight) against a table pre-filled with N completed tokens beside the same against an empty table,
  *    interleaved round by round: ratio = full / empty (goal ≥ 0.9), for PostgreSQL and MariaDB, N as
- *    given (the 10M table is the 1M one topped up). Also the plans of the store's statements on the full
- *    table, and a purge with nothing to purge there.
+ *    given. On PostgreSQL the 10M table is the 1M one topped up; on MariaDB each N is a fresh table bulk
+ *    loaded in one statement (`fillEmpty`: 10M rows in 280 s here, where batches of inserts into a
+ *    unique index that outgrows the 128 MB buffer pool took ~20 minutes). Also the plans of the store's
+ *    statements on the full table, and a purge with nothing to purge there.
  * 2. `purgeExpired` of 1M expired rows (the store's default batch of 1000) while 64 consumers run
  *    first-time messages on the same table: claim and message p99 before, during and after the purge.
+ *    Why MariaDB's consumers slow down meanwhile, and what would help: volume-purge.ts.
  * 3. Redis bytes per completed token, store (lease mode) and cache, on a private redis-server at
  *    127.0.0.1:6391 that the run starts and stops.
  *
- * On a 2-core machine with the servers' default buffers (128 MB each) the full run takes about 40–60
- * minutes, most of it filling 10M rows into each server; `--volume-rows 1000000` about 10 minutes, and
+ * On a 2-core machine with the servers' default buffers (128 MB each) the full run takes about 35–45
+ * minutes, most of it filling 10M rows into PostgreSQL (15 min; MariaDB's sql part is 9 min); `--volume-rows 1000000` about 10 minutes, and
  * `--quick` (100k rows, short rounds) 2–3 minutes. Needs ~4 GB free per server for 10M rows. Writes
- * results/volume.json (each part replaces its own entry; `--quick` writes volume-quick.json). Tables are
- * `vol_<kind>_<pid>`, dropped at the end; a later run drops those of a run that was killed.
+ * results/volume.json: one entry per part and server (`sql@<rows>:<server>`, `purge:<server>`,
+ * `redis`), each replaced by a new run of the same part and server and kept otherwise, with when it was
+ * measured and the load on the machine meanwhile (`--quick` writes volume-quick.json). `--volume-servers`
+ * runs the parts of the servers it names only. Tables are `vol_<kind>_<pid>`, dropped at the end; a
+ * later run drops those of a run that was killed.
  */
 import 'reflect-metadata';
 import { execFileSync } from 'node:child_process';
@@ -53,6 +60,7 @@ import { Redis } from 'ioredis';
 import knexFactory, { type Knex } from 'knex';
 import { compare, median } from './measure.js';
 import { MYSQL_URL, PG_URL, REDIS_URL } from './scenarios.js';
+import { type LoadReport, watchLoad } from './volume-load.js';
 import { redisMemory } from './volume-redis.js';
 import {
   checkSameShape,
@@ -61,6 +69,7 @@ import {
   dropLeftovers,
   explain,
   fill,
+  fillEmpty,
   rowShape,
   type SentStatement,
   settle,
@@ -75,7 +84,8 @@ interface Payment {
 const payment = (key: string): Payment => ({ keys: [key], body: { amount: 100 } });
 
 const PID = process.pid;
-const LEDGER = `vol_ledger_${PID}`;
+/** The consumers' ledger, where each message's effect is one insert (created by the run). */
+export const LEDGER = `vol_ledger_${PID}`;
 const FULL = `vol_full_${PID}`;
 const EMPTY = `vol_empty_${PID}`;
 const PURGE = `vol_purge_${PID}`;
@@ -91,17 +101,18 @@ class VolumeConsumer {
   }
 }
 
-/** The same without a transaction: lease mode, for the Redis store. */
+/** The same without a transaction: lease mode, for the Redis store (and the purge profile's lease run). */
 @injectable()
-class LeaseConsumer {
+export class LeaseConsumer {
   @Idempotent({ key: (m: Payment) => m.keys, mode: 'lease' })
   async onMessage(_m: Payment) {}
 }
 
 /** The scope the engine gives VolumeConsumer's tokens: the fills write it too (checked on a stored row). */
-const SCOPE = 'v1:VolumeConsumer.onMessage';
+export const SCOPE = 'v1:VolumeConsumer.onMessage';
 
-function engineOn(
+/** An engine with this store and cache whose call runs one first-time message of `ctor` to `processed`. */
+export function engineOn(
   store: IdempotencyStore,
   cache: IdempotencyCache,
   ctor: typeof VolumeConsumer | typeof LeaseConsumer = VolumeConsumer,
@@ -122,7 +133,7 @@ function engineOn(
 }
 
 /** The knex store with each claim's latency (start time, ms) recorded while `samples` is set. */
-class TimedStore extends KnexIdempotencyStore {
+export class TimedStore extends KnexIdempotencyStore {
   samples: { at: number; ms: number }[] | undefined;
 
   override async claim(request: ClaimRequest, tx?: Knex.Transaction): Promise<ClaimResult> {
@@ -138,14 +149,20 @@ class TimedStore extends KnexIdempotencyStore {
 const log = (text: string) => process.stderr.write(`${text}\n`);
 const secs = (t0: number) => Number(((performance.now() - t0) / 1000).toFixed(1));
 
+/** The servers `--volume-servers` accepts, in the order the run measures them. */
+export const VOLUME_SERVERS = ['postgresql', 'mariadb', 'redis'] as const;
+export type VolumeServer = (typeof VOLUME_SERVERS)[number];
+
 /**
  * The volume run's options from the command line: `--volume-rows` a comma-separated increasing list of
- * row counts (default 1000000,10000000; 100000 with `--quick`), `--volume-only` one part.
+ * row counts (default 1000000,10000000; 100000 with `--quick`), `--volume-only` one part,
+ * `--volume-servers` a comma-separated list of the servers to measure (default all three).
  */
 export function volumeOptions(values: {
   quick?: boolean;
   'volume-rows'?: string;
   'volume-only'?: string;
+  'volume-servers'?: string;
 }): Options {
   const quick = values.quick ?? false;
   const rows = (values['volume-rows'] ?? (quick ? '100000' : '1000000,10000000'))
@@ -164,9 +181,21 @@ export function volumeOptions(values: {
   if (only !== undefined && only !== 'sql' && only !== 'purge' && only !== 'redis') {
     throw new Error(`--volume-only: expected sql, purge or redis; got "${only}"`);
   }
+  const servers = volumeServers(values['volume-servers']);
+  // sql and purge measure PostgreSQL and MariaDB; redis only Redis.
+  const measured = servers.filter((s) =>
+    only === undefined ? true : only === 'redis' ? s === 'redis' : s !== 'redis',
+  );
+  if (measured.length === 0) {
+    throw new Error(
+      `--volume-servers ${values['volume-servers']} with --volume-only ${only} measures nothing: ` +
+        `${only === 'redis' ? 'the redis part needs redis' : `the ${only} part needs postgresql or mariadb`} among the servers`,
+    );
+  }
   return {
     rows,
     ...(only ? { only } : {}),
+    servers,
     quick,
     purgeRows: quick ? 100_000 : 1_000_000,
     redisTokens: quick ? 20_000 : 200_000,
@@ -174,9 +203,24 @@ export function volumeOptions(values: {
   };
 }
 
+/** `--volume-servers`: the servers named, each once, from {@link VOLUME_SERVERS}; all when not given. */
+function volumeServers(text: string | undefined): readonly VolumeServer[] {
+  if (text === undefined) return VOLUME_SERVERS;
+  const names = text.split(',').map((s) => s.trim().toLowerCase());
+  const bad = names.filter((n) => !(VOLUME_SERVERS as readonly string[]).includes(n));
+  if (names.length === 0 || bad.length > 0 || new Set(names).size !== names.length) {
+    throw new Error(
+      `--volume-servers: expected one or more of ${VOLUME_SERVERS.join(', ')}, comma-separated, each once ` +
+        `(e.g. --volume-servers mariadb); got "${text}"${bad.length > 0 ? ` (unknown: ${bad.map((b) => `"${b}"`).join(', ')})` : ''}`,
+    );
+  }
+  return VOLUME_SERVERS.filter((s) => names.includes(s));
+}
+
 interface Options {
   readonly rows: readonly number[];
   readonly only?: 'sql' | 'purge' | 'redis';
+  readonly servers: readonly VolumeServer[];
   readonly quick: boolean;
   readonly purgeRows: number;
   readonly redisTokens: number;
@@ -184,13 +228,19 @@ interface Options {
 }
 
 interface Databases {
-  readonly pg: Knex;
-  readonly mysql: Knex;
-  readonly cacheRedis: Redis;
+  /** The engine's cache in the SQL parts, on the shared Redis under this run's own prefix. */
   readonly cache: IdempotencyCache;
 }
 
-async function recreate(db: Knex, table: string): Promise<void> {
+/** A SQL server the run measures: the consumers' pool and the purge's own connection, as a purge job would have. */
+interface SqlServer {
+  readonly name: 'PostgreSQL' | 'MariaDB';
+  readonly db: Knex;
+  readonly purgeDb: Knex;
+}
+
+/** Drops the token table and creates it again with the store's own migration. */
+export async function recreate(db: Knex, table: string): Promise<void> {
   await dropIdempotencyTable(db, { tableName: table });
   await createIdempotencyTable(db, { tableName: table });
 }
@@ -220,11 +270,20 @@ async function serverSettings(db: Knex): Promise<Record<string, string>> {
     return out;
   }
   const [rows] = await db.raw(
-    "show variables where variable_name in ('innodb_buffer_pool_size', 'innodb_flush_log_at_trx_commit', 'innodb_log_file_size')",
+    "show variables where variable_name in ('innodb_buffer_pool_size', 'innodb_flush_log_at_trx_commit', 'innodb_log_file_size', 'innodb_fill_factor', 'tx_isolation')",
   );
   return Object.fromEntries(
     (rows as { Variable_name: string; Value: string }[]).map((r) => [r.Variable_name, r.Value]),
   );
+}
+
+/** The server's version and the settings that bound a volume run (buffers, durability). */
+async function serverOf(db: Knex): Promise<{ version: string; settings: Record<string, string> }> {
+  const version =
+    dialectOf(db) === 'postgresql'
+      ? ((await db.raw('select version() as v')).rows[0].v as string).split(' ').slice(0, 2).join(' ')
+      : ((await db.raw('select version() as v'))[0][0] as { v: string }).v;
+  return { version, settings: await serverSettings(db) };
 }
 
 /**
@@ -245,15 +304,26 @@ async function firstTimeAtVolume(db: Knex, dbs: Databases, o: Options) {
   // Completion times spread over the last day, oldest first, whatever the final N.
   const stepMs = Math.max(1, Math.floor(86_400_000 / (maxRows + 1)));
   let filled = 0;
+  const bulk = dialectOf(db) === 'mysql';
   for (const n of o.rows) {
     const fillStart = performance.now();
-    log(`${name}: filling ${FULL} from ${filled} to ${n} completed tokens ...`);
-    await fill(
-      db,
-      { table: FULL, scope: SCOPE, kind: 'live', from: filled + 1, to: n, nowMs, stepMs },
-      dialectOf(db) === 'postgresql' ? 1_000_000 : 250_000,
-      (done) => process.stderr.write(`  ${filled + done} rows, ${secs(fillStart)} s\r`),
-    );
+    if (bulk) {
+      // A fresh table each N: InnoDB's bulk path needs an empty one (the same rows 1 … n either way).
+      if (filled > 0) await recreate(db, FULL);
+      log(`${name}: bulk loading ${n} completed tokens into an empty ${FULL} ...`);
+      await fillEmpty(db, { table: FULL, scope: SCOPE, kind: 'live', from: 1, to: n, nowMs, stepMs });
+    } else {
+      log(`${name}: filling ${FULL} from ${filled} to ${n} completed tokens ...`);
+      await fill(
+        db,
+        { table: FULL, scope: SCOPE, kind: 'live', from: filled + 1, to: n, nowMs, stepMs },
+        1_000_000,
+        (done) => process.stderr.write(`  ${filled + done} rows, ${secs(fillStart)} s\r`),
+      );
+    }
+    const fillMethod = bulk
+      ? `fresh table, rows 1…${n} in one INSERT … SELECT from seq_1_to_${n} into the empty table (unique_checks=0: InnoDB's bulk path, indexes built sorted)`
+      : `rows ${filled + 1}…${n} added by INSERT … SELECT from generate_series, 1M per statement`;
     filled = n;
     const fillS = secs(fillStart);
     const settleStart = performance.now();
@@ -329,6 +399,7 @@ async function firstTimeAtVolume(db: Knex, dbs: Databases, o: Options) {
       dialect: name,
       rows: n,
       fillS,
+      fillMethod,
       settleS,
       tableMb: await tableSizeMb(db, FULL),
       noopPurgeMs: Number(noopPurgeMs.toFixed(1)),
@@ -390,12 +461,14 @@ function bufferDelta(before: Counters, after: Counters, calls: { full: number; e
     : { full: per('full', calls.full), empty: per('empty', calls.empty), calls };
 }
 
-interface Sample {
+/** A latency sample: its start (performance.now()) and its duration, ms. */
+export interface Sample {
   readonly at: number;
   readonly ms: number;
 }
 
-function summary(samples: readonly Sample[], from: number, to: number) {
+/** Count, rate, p50 and p99 of the samples that started in [from, to). */
+export function summary(samples: readonly Sample[], from: number, to: number) {
   const ms = samples
     .filter((s) => s.at >= from && s.at < to)
     .map((s) => s.ms)
@@ -507,23 +580,28 @@ const results = fileURLToPath(new URL('../results/', import.meta.url));
 export async function runVolume(o: Options): Promise<void> {
   const started = performance.now();
   const command = process.argv.slice(1).join(' ');
-  const pg = knexFactory({ client: 'pg', connection: PG_URL, pool: { min: 0, max: 64 } });
-  const mysql = knexFactory({ client: 'mysql2', connection: MYSQL_URL, pool: { min: 0, max: 64 } });
-  // The purge's own connection, as a purge job would have.
-  const purgePg = knexFactory({ client: 'pg', connection: PG_URL, pool: { min: 0, max: 1 } });
-  const purgeMysql = knexFactory({ client: 'mysql2', connection: MYSQL_URL, pool: { min: 0, max: 1 } });
+  const sql: SqlServer[] = [];
+  if (o.servers.includes('postgresql') && o.only !== 'redis') {
+    sql.push({
+      name: 'PostgreSQL',
+      db: knexFactory({ client: 'pg', connection: PG_URL, pool: { min: 0, max: 64 } }),
+      purgeDb: knexFactory({ client: 'pg', connection: PG_URL, pool: { min: 0, max: 1 } }),
+    });
+  }
+  if (o.servers.includes('mariadb') && o.only !== 'redis') {
+    sql.push({
+      name: 'MariaDB',
+      db: knexFactory({ client: 'mysql2', connection: MYSQL_URL, pool: { min: 0, max: 64 } }),
+      purgeDb: knexFactory({ client: 'mysql2', connection: MYSQL_URL, pool: { min: 0, max: 1 } }),
+    });
+  }
   const cacheRedis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
   await cacheRedis.connect();
   const run = randomUUID().slice(0, 8);
   const cachePrefix = `volume:${run}:`;
-  const dbs: Databases = {
-    pg,
-    mysql,
-    cacheRedis,
-    cache: new RedisIdempotencyCache(cacheRedis, { keyPrefix: cachePrefix }),
-  };
+  const dbs: Databases = { cache: new RedisIdempotencyCache(cacheRedis, { keyPrefix: cachePrefix }) };
   const cleanup = async () => {
-    for (const db of [pg, mysql]) {
+    for (const { db } of sql) {
       for (const t of [FULL, EMPTY, PURGE]) await dropIdempotencyTable(db, { tableName: t });
       await db.schema.dropTableIfExists(LEDGER);
     }
@@ -545,17 +623,25 @@ export async function runVolume(o: Options): Promise<void> {
       cores: os.cpus().length,
       memoryGb: Math.round(os.totalmem() / 2 ** 30),
       node: process.version,
-      postgres: ((await pg.raw('select version() as v')).rows[0].v as string)
-        .split(' ')
-        .slice(0, 2)
-        .join(' '),
-      mariadb: ((await mysql.raw('select version() as v'))[0][0] as { v: string }).v,
-      postgresSettings: await serverSettings(pg),
-      mariadbSettings: await serverSettings(mysql),
+      // The servers measured, under the names earlier entries used (postgres, mariadb; …Settings).
+      ...Object.fromEntries(
+        (
+          await Promise.all(
+            sql.map(async (x) => {
+              const { version, settings } = await serverOf(x.db);
+              const name = x.name === 'PostgreSQL' ? 'postgres' : 'mariadb';
+              return [
+                [name, version],
+                [`${name}Settings`, settings],
+              ];
+            }),
+          )
+        ).flat(),
+      ),
       commit: git(['log', '-1', '--format=%h %s']),
       knexDiffStat: git(['diff', '--stat', '--', 'packages/knex', 'packages/core']) || '(none)',
     };
-    for (const db of [pg, mysql]) {
+    for (const { db } of sql) {
       const dropped = await dropLeftovers(db);
       if (dropped.length > 0) log(`${label(db)}: dropped leftovers of dead runs: ${dropped.join(', ')}`);
       await db.schema.dropTableIfExists(LEDGER);
@@ -567,22 +653,29 @@ export async function runVolume(o: Options): Promise<void> {
     }
     const part = async <T>(key: string, work: () => Promise<T>) => {
       const t0 = performance.now();
+      const startedAt = new Date().toISOString();
+      const load = watchLoad();
       const value = await work();
-      out[key] = { command, measuredAt: new Date().toISOString(), wallS: secs(t0), machine, value };
+      out[key] = {
+        command,
+        startedAt,
+        measuredAt: new Date().toISOString(),
+        wallS: secs(t0),
+        load: load(),
+        machine,
+        value,
+      } satisfies Omit<SavedPart, 'value'> & { value: T };
       // Saved part by part: a long run stopped later keeps what it measured.
       await save(file, key, out[key]);
     };
     if (!o.only || o.only === 'sql') {
-      await part(`sql@${o.rows.join(',')}:PostgreSQL`, () => firstTimeAtVolume(pg, dbs, o));
-      await part(`sql@${o.rows.join(',')}:MariaDB`, () => firstTimeAtVolume(mysql, dbs, o));
+      for (const x of sql)
+        await part(`sql@${o.rows.join(',')}:${x.name}`, () => firstTimeAtVolume(x.db, dbs, o));
     }
     if (!o.only || o.only === 'purge') {
-      await part('purge', async () => [
-        await purgeUnderLoad(pg, purgePg, dbs, o),
-        await purgeUnderLoad(mysql, purgeMysql, dbs, o),
-      ]);
+      for (const x of sql) await part(`purge:${x.name}`, () => purgeUnderLoad(x.db, x.purgeDb, dbs, o));
     }
-    if (!o.only || o.only === 'redis') {
+    if ((!o.only || o.only === 'redis') && o.servers.includes('redis')) {
       await part('redis', () =>
         redisMemory(o.redisTokens, o.redisPort, (store, cache) => engineOn(store, cache, LeaseConsumer)),
       );
@@ -591,14 +684,38 @@ export async function runVolume(o: Options): Promise<void> {
     await cleanup();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    for (const db of [pg, mysql, purgePg, purgeMysql]) await db.destroy();
+    for (const x of sql) {
+      await x.db.destroy();
+      await x.purgeDb.destroy();
+    }
     cacheRedis.disconnect();
   }
   print(out);
   log(`wrote ${file} in ${secs(started)} s`);
 }
 
-/** Replaces one part's entry in the results file, keeping the others. */
+/** One entry of results/volume.json: one part on one server, as one run measured it. */
+interface SavedPart {
+  readonly command: string;
+  readonly startedAt: string;
+  readonly measuredAt: string;
+  readonly wallS: number;
+  /** What else kept the machine busy meanwhile. */
+  readonly load: LoadReport;
+  readonly machine: Record<string, unknown>;
+  readonly value: unknown;
+}
+
+/** What the file's first key says about the others. */
+const ABOUT =
+  'One entry per part and server: sql@<rows>:<server> (first-time throughput on a table of that many completed tokens ' +
+  'beside an empty one), purge:<server> (purgeExpired of 1M expired rows under 64 consumers), redis (bytes per token); ' +
+  'purge-profile:MariaDB (variants of the purge, by volume-purge.ts, entered by hand). ' +
+  'A run replaces the entries of the parts and servers it measured and keeps the others. Each entry says when it ran ' +
+  '(startedAt … measuredAt), under what load (load: the 1-minute load average, CPU busy %, the busiest other processes), ' +
+  'on what machine and server settings, and at which commit.';
+
+/** Replaces one part's entry in the results file, keeping the others (the file's own note first). */
 async function save(file: string, key: string, value: unknown): Promise<void> {
   let saved: Record<string, unknown> = {};
   try {
@@ -606,7 +723,14 @@ async function save(file: string, key: string, value: unknown): Promise<void> {
   } catch {
     // the first run writes the file
   }
-  await writeFile(file, `${JSON.stringify({ ...saved, [key]: value }, null, 2)}\n`);
+  const { about: _, ...parts } = saved;
+  const merged = { ...parts, [key]: value };
+  const sorted = Object.fromEntries(
+    Object.keys(merged)
+      .sort()
+      .map((k) => [k, merged[k]]),
+  );
+  await writeFile(file, `${JSON.stringify({ about: ABOUT, ...sorted }, null, 2)}\n`);
 }
 
 function print(out: Record<string, unknown>): void {
@@ -640,12 +764,12 @@ function print(out: Record<string, unknown>): void {
           console.log(`  plan of ${what.slice(0, 160)}\n    ${plan.split('\n').join('\n    ')}`);
         }
       }
-    } else if (key === 'purge') {
+    } else if (key.startsWith('purge')) {
       console.log(
         '| server | expired rows | purge s | rows/s | claim p99 before / during / after ms | message p99 before / during / after ms | messages/s before / during / after |',
       );
       console.log('|---|---:|---:|---:|---:|---:|---:|');
-      for (const r of part.value as Awaited<ReturnType<typeof purgeUnderLoad>>[]) {
+      for (const r of [part.value].flat() as Awaited<ReturnType<typeof purgeUnderLoad>>[]) {
         console.log(
           `| ${r.dialect} | ${r.purged} | ${r.purgeS} | ${r.purgeRowsPerSec} | ${r.before.claim.p99Ms} / ${r.during.claim.p99Ms} / ${r.after.claim.p99Ms} | ${r.before.message.p99Ms} / ${r.during.message.p99Ms} / ${r.after.message.p99Ms} | ${r.before.message.perSec} / ${r.during.message.perSec} / ${r.after.message.perSec} |`,
         );
