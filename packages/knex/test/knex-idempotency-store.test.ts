@@ -505,6 +505,37 @@ for (const dialect of DIALECTS) {
       await expect(store.purgeExpired({ batchSize: 0 })).rejects.toThrow(/batchSize/);
     });
 
+    it('purgeExpired pauses between batches (a fixed pause, or as long as the batch took), never after the last', async () => {
+      freshScope();
+      for (let i = 0; i < 5; i++) {
+        await claim(`PAUSE-${i}`, 'o');
+        await store.complete({ token: token(`PAUSE-${i}`), owner: 'o', ttlMs: 100 });
+      }
+      await sleep(200);
+      const deletes: number[] = [];
+      const listen = (q: { sql: string }) => {
+        if (/^delete/i.test(q.sql)) deletes.push(performance.now());
+      };
+      knex.on('query', listen);
+      try {
+        // 5 rows in batches of 2: three batches, two pauses.
+        await expect(store.purgeExpired({ batchSize: 2, pause: 120 })).resolves.toBeGreaterThanOrEqual(5);
+      } finally {
+        knex.off('query', listen);
+      }
+      expect(deletes).toHaveLength(3);
+      for (let i = 1; i < deletes.length; i++)
+        expect((deletes[i] as number) - (deletes[i - 1] as number)).toBeGreaterThanOrEqual(110);
+      // 'auto', from the store's option: runs, and nothing is left to purge.
+      const paced = new KnexIdempotencyStore(knex, { tableName, purgePause: 'auto' });
+      await expect(paced.purgeExpired()).resolves.toBe(0);
+      expect(() => new KnexIdempotencyStore(knex, { tableName, purgePause: -1 })).toThrow(/purgePause/);
+      expect(() => new KnexIdempotencyStore(knex, { tableName, purgePause: 'fast' as never })).toThrow(
+        /'auto' or an integer/,
+      );
+      await expect(store.purgeExpired({ pause: 1.5 })).rejects.toThrow(/pause/);
+    });
+
     if (dialect === 'postgresql') {
       it('purgeExpired reads the expires_at index, not the whole table (the clock is read once per statement)', async () => {
         freshScope();
