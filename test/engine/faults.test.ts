@@ -276,7 +276,7 @@ describe('an in-process cache (inProcess)', () => {
 
   it('a cache behind a connection (FaultyCache, not inProcess) stays bounded: a hung read is given up after cacheTimeoutMs', async () => {
     const h = harness({ cache: faultyCache, store: faultyStore, module: { cacheTimeoutMs: 50 } });
-    expect(h.cache.inProcess).toBeUndefined();
+    expect((h.cache as { inProcess?: boolean }).inProcess).toBeUndefined();
     const bounds = countTimers(h.clock, 50);
     h.cache.faults.inject('get', { hang: true });
     const { Consumer } = consumerClass('transactional');
