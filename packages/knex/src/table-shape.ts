@@ -10,6 +10,7 @@ import { within } from './check-step.js';
 import { type Dialect, quoted } from './dialects/dialect.js';
 import { createTableFix } from './errors.js';
 import type { ResolvedTableOptions } from './table-options.js';
+import { ROW_COLUMNS } from './token-row.js';
 
 /** A column as the catalogue describes it; `maxLength` in the database's unit (characters, or bytes of a VARBINARY). */
 export interface ColumnShape {
@@ -30,21 +31,8 @@ export interface TableShape {
   readonly uniqueIndexes: readonly UniqueIndexShape[];
 }
 
-/** Every column the store reads or writes, in the migration's order. */
-const COLUMNS = [
-  'id',
-  'scope',
-  'key',
-  'status',
-  'owner',
-  'fence',
-  'lease_expires_at',
-  'fingerprint',
-  'result',
-  'created_at',
-  'completed_at',
-  'expires_at',
-];
+/** Every column the store reads or writes: the token row's. */
+const COLUMNS: readonly string[] = ROW_COLUMNS;
 
 /** The table's shape, or undefined when there is no such table. */
 export async function readTableShape(

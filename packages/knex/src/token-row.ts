@@ -18,8 +18,9 @@ export interface TokenRow {
 }
 
 /**
- * Every column of {@link TokenRow}, for statements that name what they return: a prepared statement's
- * plan must keep its result's shape, which `RETURNING *` would change the day a column is added.
+ * Every column of {@link TokenRow}, in the migration's order: what the start-up check requires of the
+ * table, and what statements that name their result return (a prepared statement's plan must keep its
+ * result's shape, which `RETURNING *` would change the day a column is added).
  */
 export const ROW_COLUMNS: readonly (keyof TokenRow)[] = [
   'id',

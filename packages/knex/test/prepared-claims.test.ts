@@ -17,6 +17,37 @@ const claimIn = (store: KnexIdempotencyStore, key = randomUUID()) =>
     store.claim({ token: { scope: 'prep', key }, owner: randomUUID(), leaseMs: 5_000, ttlMs: 60_000 }, tx),
   );
 
+/** Claims before and after the table gains a column, and after it is dropped and created again. */
+async function claimsSurviveSchemaChanges(db: TestDatabase, tableName: string): Promise<void> {
+  const store = new KnexIdempotencyStore(db.knex, { tableName });
+  await expect(claimIn(store)).resolves.toMatchObject({ status: 'claimed' });
+  await db.knex.schema.alterTable(tableName, (t) => t.text('note').nullable());
+  const key = randomUUID();
+  await expect(claimIn(store, key)).resolves.toMatchObject({ status: 'claimed' });
+  await expect(claimIn(store, key)).resolves.toMatchObject({ status: 'exists' });
+  await dropIdempotencyTable(db.knex, { tableName });
+  await createIdempotencyTable(db.knex, { tableName });
+  await expect(claimIn(store, key)).resolves.toMatchObject({ status: 'claimed' });
+}
+
+/** Counts the INSERTs better-sqlite3 prepares on the (one) SQLite connection, until `stop()`. */
+async function countInsertPrepares(db: TestDatabase): Promise<{ readonly count: number; stop(): void }> {
+  const connection = (await db.knex.client.acquireConnection()) as { prepare: (sql: string) => unknown };
+  await db.knex.client.releaseConnection(connection);
+  const original = connection.prepare;
+  const counter = {
+    count: 0,
+    stop: () => {
+      connection.prepare = original;
+    },
+  };
+  connection.prepare = function (this: unknown, sql: string) {
+    if (/^insert into/i.test(sql)) counter.count++;
+    return original.call(this, sql);
+  };
+  return counter;
+}
+
 describe('postgresql: named prepared claims', () => {
   const tableName = uniqueTable('prep');
   let db: TestDatabase;
@@ -73,16 +104,8 @@ describe('postgresql: named prepared claims', () => {
   });
 
   it('keeps claiming when the table gains a column, or is dropped and created again, under a live connection', async () => {
-    const store = new KnexIdempotencyStore(db.knex, { tableName });
-    await expect(claimIn(store)).resolves.toMatchObject({ status: 'claimed' });
-    // A prepared `RETURNING *` would now fail: "cached plan must not change result type".
-    await db.knex.schema.alterTable(tableName, (t) => t.text('note').nullable());
-    const key = randomUUID();
-    await expect(claimIn(store, key)).resolves.toMatchObject({ status: 'claimed' });
-    await expect(claimIn(store, key)).resolves.toMatchObject({ status: 'exists' });
-    await dropIdempotencyTable(db.knex, { tableName });
-    await createIdempotencyTable(db.knex, { tableName });
-    await expect(claimIn(store, key)).resolves.toMatchObject({ status: 'claimed' });
+    // A prepared `RETURNING *` would fail after the new column: "cached plan must not change result type".
+    await claimsSurviveSchemaChanges(db, tableName);
   });
 
   it('a statement the server lost behind the driver (DEALLOCATE ALL, a pooler) fails one claim as transient; the next prepares it again', async () => {
@@ -163,57 +186,35 @@ describe('sqlite: the claim prepared once per connection', () => {
   it('prepares the claim once, however many claims follow', async () => {
     const store = new KnexIdempotencyStore(db.knex, { tableName });
     await claimIn(store); // prepared here
-    const connection = (await db.knex.client.acquireConnection()) as { prepare: (sql: string) => unknown };
-    const original = connection.prepare;
-    let prepared = 0;
-    connection.prepare = function (this: unknown, sql: string) {
-      if (/^insert into/i.test(sql)) prepared++;
-      return original.call(this, sql);
-    };
-    await db.knex.client.releaseConnection(connection);
+    const prepares = await countInsertPrepares(db);
     try {
       for (let i = 0; i < 5; i++) await expect(claimIn(store)).resolves.toMatchObject({ status: 'claimed' });
       const key = randomUUID();
       await claimIn(store, key);
       await expect(claimIn(store, key)).resolves.toMatchObject({ status: 'exists' });
     } finally {
-      connection.prepare = original;
+      prepares.stop();
     }
-    expect(prepared).toBe(0);
+    expect(prepares.count).toBe(0);
   });
 
   it('another driver than better-sqlite3 (node-sqlite3) goes through knex, which prepares each claim', async () => {
     const client = db.knex.client as { driverName: string };
     const driver = client.driverName;
     client.driverName = 'sqlite3';
-    const connection = (await db.knex.client.acquireConnection()) as { prepare: (sql: string) => unknown };
-    const original = connection.prepare;
-    let prepared = 0;
-    connection.prepare = function (this: unknown, sql: string) {
-      if (/^insert into/i.test(sql)) prepared++;
-      return original.call(this, sql);
-    };
-    await db.knex.client.releaseConnection(connection);
+    const prepares = await countInsertPrepares(db);
     try {
       const store = new KnexIdempotencyStore(db.knex, { tableName });
       for (let i = 0; i < 3; i++) await expect(claimIn(store)).resolves.toMatchObject({ status: 'claimed' });
     } finally {
-      connection.prepare = original;
+      prepares.stop();
       client.driverName = driver;
     }
-    expect(prepared).toBe(3);
+    expect(prepares.count).toBe(3);
   });
 
   it('keeps claiming when the table gains a column, or is dropped and created again', async () => {
-    const store = new KnexIdempotencyStore(db.knex, { tableName });
-    await expect(claimIn(store)).resolves.toMatchObject({ status: 'claimed' });
-    await db.knex.schema.alterTable(tableName, (t) => t.text('note').nullable());
-    const key = randomUUID();
-    await expect(claimIn(store, key)).resolves.toMatchObject({ status: 'claimed' });
-    await expect(claimIn(store, key)).resolves.toMatchObject({ status: 'exists' });
-    await dropIdempotencyTable(db.knex, { tableName });
-    await createIdempotencyTable(db.knex, { tableName });
-    await expect(claimIn(store, key)).resolves.toMatchObject({ status: 'claimed' });
+    await claimsSurviveSchemaChanges(db, tableName);
   });
 });
 
