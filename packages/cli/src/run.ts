@@ -184,9 +184,17 @@ export function buildProgram(io: Pick<CliIo, 'stdout' | 'stderr'>, act: Action):
       "rows (keys) deleted per batch, 1 to 100000 (default: the store's, 1000)",
       integer(1, 100_000),
     )
+    .option(
+      '--pause <ms|auto>',
+      "pause between batches: ms (0 to 60000) or auto, as long as the last batch took (default: the store's, 0)",
+      pauseArg,
+    )
     .option('--dry-run', 'count what would be deleted (through stats); delete nothing')
-    .action((options: { expired?: boolean; batchSize?: number; dryRun?: boolean }, command: Command) =>
-      act('purge', globals(command), (context) => purgeCommand(context, options)),
+    .action(
+      (
+        options: { expired?: boolean; batchSize?: number; pause?: number | 'auto'; dryRun?: boolean },
+        command: Command,
+      ) => act('purge', globals(command), (context) => purgeCommand(context, options)),
     );
 
   program
@@ -254,6 +262,11 @@ function integer(min: number, max: number): (value: string) => number {
     }
     return n;
   };
+}
+
+function pauseArg(value: string): number | 'auto' {
+  if (value.trim() === 'auto') return 'auto';
+  return integer(0, 60_000)(value);
 }
 
 function durationArg(value: string): number {

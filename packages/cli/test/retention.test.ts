@@ -75,10 +75,14 @@ for (const kind of STORE_KINDS) {
         (await cli(['stats', '--scope', scope, '--json'], { env: b.env })).json<StatsDoc>().expired,
       ).toBe(3);
 
-      const purge = await cli(['purge', '--expired', '--batch-size', '2', '--json'], { env: b.env });
+      const purge = await cli(['purge', '--expired', '--batch-size', '2', '--pause', '60', '--json'], {
+        env: b.env,
+      });
       expect(purge.code).toBe(0);
-      expect(purge.json()).toMatchObject({ command: 'purge', dryRun: false, batchSize: 2 });
+      expect(purge.json()).toMatchObject({ command: 'purge', dryRun: false, batchSize: 2, pause: 60 });
       expect(purge.json<{ purged: number }>().purged).toBeGreaterThanOrEqual(3);
+      // At least three expired records in batches of two: at least one pause between two batches.
+      expect(purge.json<{ tookMs: number }>().tookMs).toBeGreaterThanOrEqual(55);
       expect(
         (await cli(['stats', '--scope', scope, '--json'], { env: b.env })).json<StatsDoc>(),
       ).toMatchObject({

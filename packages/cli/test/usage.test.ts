@@ -36,6 +36,10 @@ describe('bad usage exits 2 with the fix on stderr', () => {
     const batch = await cli(['purge', '--expired', '--batch-size', '0'], { env: SQLITE() });
     expect(batch.code).toBe(2);
     expect(batch.stderr).toContain('expected an integer from 1 to 100000');
+    const pause = await cli(['purge', '--expired', '--pause', 'soon'], { env: SQLITE() });
+    expect(pause.code).toBe(2);
+    expect(pause.stderr).toContain("option '--pause <ms|auto>' argument 'soon' is invalid");
+    expect(pause.stderr).toContain('expected an integer from 0 to 60000');
     const within = await cli(['stats', '--within', 'soon']);
     expect(within.code).toBe(2);
     expect(within.stderr).toContain('expected a duration such as 250ms, 30s, 15m, 24h or 7d');

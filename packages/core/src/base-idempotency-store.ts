@@ -11,6 +11,7 @@ import type {
   CompleteRequest,
   IdempotencyRecord,
   IdempotencyStore,
+  PurgeOptions,
   TokenRef,
 } from './ports/idempotency-store.js';
 
@@ -124,5 +125,5 @@ export abstract class BaseIdempotencyStore<Tx = unknown> implements IdempotencyS
   abstract release(token: TokenRef, owner: string, tx?: Tx): Promise<boolean>;
   abstract get(token: TokenRef, tx?: Tx): Promise<IdempotencyRecord | undefined>;
   abstract getMany(tokens: readonly TokenRef[]): Promise<(IdempotencyRecord | undefined)[]>;
-  abstract purgeExpired(options?: { readonly batchSize?: number }): Promise<number>;
+  abstract purgeExpired(options?: PurgeOptions): Promise<number>;
 }

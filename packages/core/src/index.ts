@@ -68,6 +68,7 @@ export type { IdempotencyCache } from './ports/idempotency-cache.js';
 export type {
   IdempotencyRecord,
   IdempotencyStore,
+  PurgeOptions,
   RecordStatus,
   TokenRef,
 } from './ports/idempotency-store.js';

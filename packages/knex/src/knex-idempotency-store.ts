@@ -20,6 +20,9 @@ import {
   InconsistentStateError,
   InvalidOptionError,
   isWellFormedText,
+  type PurgeOptions,
+  PurgePacer,
+  purgePauseOption,
   type ReadinessCheck,
   type ReadinessRequest,
   type RecordInspection,
@@ -143,7 +146,7 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
     }
     this.dialect = dialectOf(knex, { preparedStatements: options.preparedStatements });
     this.purgeBatchSize = batchSize('purgeBatchSize', options.purgeBatchSize ?? 1000);
-    this.purgePause = pauseOption('purgePause', options.purgePause ?? 0);
+    this.purgePause = purgePauseOption('purgePause', options.purgePause ?? 0);
     this.isolationLevel = options.isolationLevel;
     this.templates = {
       leased: claimTemplate(this.table.tableName, this.dialect.nowMs, false),
@@ -412,17 +415,13 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
    * Deletes expired completed rows, `batchSize` at a time, each batch in its own two statements (ids,
    * then a delete by id), with `pause` between batches (see `purgePause`); resolves to how many went.
    */
-  async purgeExpired(
-    options: { readonly batchSize?: number; readonly pause?: number | 'auto' } = {},
-  ): Promise<number> {
+  async purgeExpired(options: PurgeOptions = {}): Promise<number> {
     const size = batchSize('batchSize', options.batchSize ?? this.purgeBatchSize);
-    const pause = pauseOption('pause', options.pause ?? this.purgePause);
+    const pacer = new PurgePacer(purgePauseOption('pause', options.pause ?? this.purgePause));
     return this.guard('purge', undefined, async () => {
       let purged = 0;
-      let lastBatchMs = 0;
-      for (let batch = 0; ; batch++) {
-        if (batch > 0) await sleep(pause === 'auto' ? lastBatchMs : pause);
-        const began = performance.now();
+      for (;;) {
+        await pacer.next();
         // Ids first, then a delete by primary key: each statement locks at most one batch of rows, and
         // MySQL refuses LIMIT inside an IN subquery.
         const ids = (await this.expired(this.knex(this.table.tableName).select('id')).limit(size)).map(
@@ -431,7 +430,6 @@ export class KnexIdempotencyStore extends BaseIdempotencyStore<Knex.Transaction>
         if (ids.length === 0) return purged;
         // The condition again: a record re-claimed since the select is no longer expired and stays.
         purged += toNumber(await this.expired(this.knex(this.table.tableName).whereIn('id', ids)).delete());
-        lastBatchMs = performance.now() - began;
         if (ids.length < size) return purged;
       }
     });
@@ -761,21 +759,6 @@ function emptyStats(now: number, scope: string, expiringWithinMs: number): Store
 
 function tooLong(what: string, value: string, max: number): string | undefined {
   return value.length > max ? `the ${what} is ${value.length} characters; the table holds ${max}` : undefined;
-}
-
-/** A pause between purge batches: whole milliseconds up to a minute, or `'auto'`. */
-function pauseOption(option: string, value: unknown): number | 'auto' {
-  if (
-    value === 'auto' ||
-    (Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 60_000)
-  ) {
-    return value as number | 'auto';
-  }
-  throw new InvalidOptionError(option, "'auto' or an integer of milliseconds from 0 to 60000", value);
-}
-
-function sleep(ms: number): Promise<void> {
-  return ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve();
 }
 
 function batchSize(option: string, value: number): number {

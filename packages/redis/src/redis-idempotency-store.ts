@@ -18,6 +18,9 @@ import {
   type IdempotencyRecord,
   type IdempotencyStore,
   InvalidOptionError,
+  type PurgeOptions,
+  PurgePacer,
+  purgePauseOption,
   type ReadinessCheck,
   type RecordInspection,
   type StatsOptions,
@@ -315,11 +318,12 @@ export class RedisIdempotencyStore implements IdempotencyStore {
    * It SCANs only this store's own key pattern (on a cluster, every master) and deletes only records it
    * wrote, so it is safe on a Redis shared with other programs.
    */
-  async purgeExpired(options: { readonly batchSize?: number } = {}): Promise<number> {
+  async purgeExpired(options: PurgeOptions = {}): Promise<number> {
     const batchSize = options.batchSize ?? 1000;
     if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 100_000) {
       throw new InvalidOptionError('batchSize', 'an integer from 1 to 100 000', batchSize);
     }
+    const pacer = new PurgePacer(purgePauseOption('pause', options.pause ?? 0));
     const pattern = this.layout.pattern('record');
     const nodes = isCluster(this.client) ? this.client.nodes('master') : [this.client];
     let purged = 0;
@@ -330,6 +334,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
         const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', Math.max(batchSize, 1000));
         cursor = next;
         for (let at = 0; at < keys.length; at += batchSize) {
+          await pacer.next();
           const batch = keys.slice(at, at + batchSize);
           // Keys of one SCAN page may sit in different slots: one script call per key, sent together.
           const deleted = await Promise.all(batch.map((key) => this.scripts.run('purge', [key], [])));

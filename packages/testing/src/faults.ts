@@ -10,6 +10,7 @@ import type {
   IdempotencyCache,
   IdempotencyRecord,
   IdempotencyStore,
+  PurgeOptions,
   TokenRef,
 } from '@idempotent-mq/core/adapter';
 
@@ -90,7 +91,7 @@ export class FaultyStore<Tx = unknown> implements IdempotencyStore<Tx> {
   getMany(tokens: readonly TokenRef[]): Promise<(IdempotencyRecord | undefined)[]> {
     return this.faults.run('getMany', () => this.inner.getMany(tokens));
   }
-  purgeExpired(options?: { readonly batchSize?: number }): Promise<number> {
+  purgeExpired(options?: PurgeOptions): Promise<number> {
     return this.inner.purgeExpired(options);
   }
 

@@ -9,6 +9,8 @@ export interface PurgeOptions {
   readonly expired?: boolean;
   /** Rows (keys) per batch. @defaultValue the store's own (1000) */
   readonly batchSize?: number;
+  /** Pause between batches: ms, or `'auto'` (as long as the last batch took). @defaultValue the store's own */
+  readonly pause?: number | 'auto';
   /** Count what would be deleted (through `stats`), delete nothing. */
   readonly dryRun?: boolean;
 }
@@ -47,14 +49,27 @@ export async function purgeCommand(context: CommandContext, options: PurgeOption
     };
   }
   const started = Date.now();
-  const purged = await store.purgeExpired(batchSize === undefined ? {} : { batchSize });
+  const { pause } = options;
+  const purged = await store.purgeExpired({
+    ...(batchSize === undefined ? {} : { batchSize }),
+    ...(pause === undefined ? {} : { pause }),
+  });
   const tookMs = Date.now() - started;
   return {
     exitCode: ExitCode.ok,
-    json: { command: 'purge', dryRun: false, purged, batchSize: batchSize ?? null, tookMs },
+    json: {
+      command: 'purge',
+      dryRun: false,
+      purged,
+      batchSize: batchSize ?? null,
+      pause: pause ?? null,
+      tookMs,
+    },
     text: [
       `purged ${purged} expired completed record${purged === 1 ? '' : 's'} in ${tookMs} ms` +
-        `${batchSize === undefined ? '' : `, batches of ${batchSize}`} (${connections.storeDescription})`,
+        `${batchSize === undefined ? '' : `, batches of ${batchSize}`}` +
+        `${pause === undefined ? '' : `, pausing ${pause === 'auto' ? 'as long as each batch took' : `${pause} ms`}`}` +
+        ` (${connections.storeDescription})`,
     ],
   };
 }

@@ -50,6 +50,7 @@ export type {
   CompleteRequest,
   ForgetOptions,
   ForgetResult,
+  PurgeOptions,
   RecordInspection,
   StatsOptions,
   StoreStats,
@@ -70,6 +71,7 @@ export type {
 } from '../ports/message-transport.js';
 export type { CheckedPort, ReadinessRequest } from '../ports/readiness.js';
 export { type PublishedKeyRules, publishedKeys } from '../published-keys.js';
+export { PurgePacer, purgePauseOption } from '../purge-pacing.js';
 export { formatCheck } from '../readiness-check.js';
 export {
   carryOutInPlace,

@@ -13,12 +13,14 @@ import type {
   ForgetOptions,
   ForgetResult,
   IdempotencyRecord,
+  PurgeOptions,
   RecordInspection,
   StatsOptions,
   StoreStats,
   TokenRef,
 } from '../ports/idempotency-store.js';
 import type { ReadinessCheck } from '../ports/readiness.js';
+import { PurgePacer, purgePauseOption } from '../purge-pacing.js';
 
 /**
  * The transaction a memory store hands to handlers as `ctx.trx`. Register your own in-memory effects'
@@ -241,11 +243,13 @@ export class MemoryIdempotencyStore extends BaseIdempotencyStore<MemoryTransacti
     return Promise.all(tokens.map((token) => this.get(token)));
   }
 
-  async purgeExpired(options: { readonly batchSize?: number } = {}): Promise<number> {
+  async purgeExpired(options: PurgeOptions = {}): Promise<number> {
     const batchSize = options.batchSize ?? 1000;
+    const pacer = new PurgePacer(purgePauseOption('pause', options.pause ?? 0));
     let purged = 0;
     let batch: string[];
     do {
+      await pacer.next();
       batch = [];
       for (const [id, record] of this.records) {
         if (record.status === 'completed' && this.isExpired(record)) batch.push(id);

@@ -127,6 +127,17 @@ export interface StoreStats {
  * Errors: throw {@link StoreUnavailableError} when the store cannot be reached (the engine then applies
  * its fail-closed / fail-open policy); anything else is treated as a store failure, never as a duplicate.
  */
+/** Options of {@link IdempotencyStore.purgeExpired}. */
+export interface PurgeOptions {
+  /** Records deleted per batch. @defaultValue the store's own (1000) */
+  readonly batchSize?: number;
+  /**
+   * Pause between two batches: milliseconds, or `'auto'`, as long as the last batch took (a purge then
+   * takes at most half of the store's time from the consumers beside it). @defaultValue the store's own (0)
+   */
+  readonly pause?: number | 'auto';
+}
+
 export interface IdempotencyStore<Tx = unknown> extends CheckedPort {
   /**
    * Runs `work` in one transaction and commits when it resolves, rolls back when it rejects. Present only
@@ -147,7 +158,7 @@ export interface IdempotencyStore<Tx = unknown> extends CheckedPort {
   /** Many tokens in one round trip where the store allows it; the answer is aligned with `tokens`. */
   getMany(tokens: readonly TokenRef[]): Promise<(IdempotencyRecord | undefined)[]>;
   /** Deletes expired completed records in bounded batches; resolves to how many were deleted. */
-  purgeExpired(options?: { readonly batchSize?: number }): Promise<number>;
+  purgeExpired(options?: PurgeOptions): Promise<number>;
   /**
    * Whether a failed transaction may pass if run again at once: a deadlock, a serialization failure, a
    * busy database. `error` is what the transaction rejected with (a driver error thrown by the handler's
