@@ -1,11 +1,3 @@
-/**
- * `dlq list` and `dlq redrive` over RocketMQ, through `rocketMQDeadLetterSource` and the real
- * rocketmq-client-nodejs against the gRPC test broker, with a real PostgreSQL token table: letters
- * dead-lettered by the real transport are listed and left where they were; a letter whose token is
- * completed is skipped as a duplicate, the others are re-driven to their topic and reach the consumer
- * group again.
- */
-import type { Settlement } from '@idempotent-mq/core/adapter';
 import {
   MIN_READER_ATTEMPTS,
   RocketMQPublisher,
@@ -15,7 +7,13 @@ import {
 import { RocketMQTestBroker } from '@idempotent-mq/rocketmq-testing';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 // The transport's own test helpers: the client writes its log under $HOME, pointed at a temp folder.
-import { eventually, fastOptions, recordingSpec, useTempHome } from '../../rocketmq/test/support.js';
+import {
+  deadLetterAll,
+  eventually,
+  fastOptions,
+  recordingSpec,
+  useTempHome,
+} from '../../rocketmq/test/support.js';
 import type { IdempotentMqConfig } from '../src/index.js';
 import {
   type Backend,
@@ -68,15 +66,7 @@ async function deadLettered(on: RocketMQTestBroker) {
   await publisher.start();
   for (const key of KEYS) await publisher.send({ topic, keys: [key], tag: 'PAY', body: { serial: key } });
   await publisher.stop();
-  const transport = new RocketMQTransport(fastOptions(on.endpoints, quiet as never));
-  await transport.subscribe(
-    recordingSpec(
-      { topic, consumerGroup: group, concurrency: 1 },
-      (): Settlement => ({ action: 'deadLetter', reason: 'card declined' }),
-    ),
-  );
-  await eventually('dead-lettered', () => on.deadLetters(group).length === KEYS.length);
-  await transport.stop();
+  await deadLetterAll(on, topic, group, KEYS.length, quiet as never);
   return { topic, group, dlqTopic: `%DLQ%${group}` };
 }
 

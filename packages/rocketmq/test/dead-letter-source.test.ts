@@ -6,7 +6,7 @@
  * dead-letter topic, a reader group with too few attempts, bad options, an unreachable proxy.
  */
 import { createServer } from 'node:net';
-import type { DeadLetter, Settlement, TransportMessage } from '@idempotent-mq/core/adapter';
+import type { DeadLetter, TransportMessage } from '@idempotent-mq/core/adapter';
 import {
   MIN_READER_ATTEMPTS,
   RocketMQPublisher,
@@ -16,7 +16,15 @@ import {
 } from '@idempotent-mq/rocketmq';
 import { RocketMQTestBroker } from '@idempotent-mq/rocketmq-testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, fastOptions, RecordingLogger, recordingSpec, sleep, useTempHome } from './support.js';
+import {
+  deadLetterAll,
+  eventually,
+  fastOptions,
+  RecordingLogger,
+  recordingSpec,
+  sleep,
+  useTempHome,
+} from './support.js';
 
 const restoreHome = useTempHome();
 const READER = 'imq-dlq-reader';
@@ -73,15 +81,7 @@ async function deadLettered(keys: readonly string[], on: RocketMQTestBroker = br
     ids.push(receipt.messageId);
   }
   await publisher.stop();
-  const transport = new RocketMQTransport(fastOptions(on.endpoints, quiet));
-  await transport.subscribe(
-    recordingSpec(
-      { topic, consumerGroup: group, concurrency: 1 },
-      (): Settlement => ({ action: 'deadLetter', reason: 'card declined' }),
-    ),
-  );
-  await eventually('every message dead-lettered', () => on.deadLetters(group).length === keys.length);
-  await transport.stop();
+  await deadLetterAll(on, topic, group, keys.length, quiet);
   return { topic, group, ids, dlqTopic: `%DLQ%${group}` };
 }
 

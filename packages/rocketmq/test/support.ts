@@ -3,7 +3,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Settlement, SubscriptionSpec, TransportMessage } from '@idempotent-mq/core/adapter';
-import type { RocketMQLogger, RocketMQTransportOptions, SettledEvent } from '@idempotent-mq/rocketmq';
+import {
+  type RocketMQLogger,
+  RocketMQTransport,
+  type RocketMQTransportOptions,
+  type SettledEvent,
+} from '@idempotent-mq/rocketmq';
 
 /**
  * The client writes its log under `$HOME/logs/rocketmq`: point HOME at a temp folder for the file's
@@ -97,6 +102,25 @@ export function recordingSpec(
       return Promise.all(messages.map((m) => decide(m)));
     },
   };
+}
+
+/** Has `group` dead-letter every message of `topic` through the real transport until `count` are dead letters. */
+export async function deadLetterAll(
+  broker: { readonly endpoints: string; deadLetters(group: string): readonly unknown[] },
+  topic: string,
+  group: string,
+  count: number,
+  logger: RecordingLogger,
+): Promise<void> {
+  const transport = new RocketMQTransport(fastOptions(broker.endpoints, logger));
+  await transport.subscribe(
+    recordingSpec(
+      { topic, consumerGroup: group, concurrency: 1 },
+      (): Settlement => ({ action: 'deadLetter', reason: 'card declined' }),
+    ),
+  );
+  await eventually('every message dead-lettered', () => broker.deadLetters(group).length === count);
+  await transport.stop();
 }
 
 /** The connection settings for the real-proxy run, from the environment (undefined: not requested). */

@@ -14,7 +14,7 @@
  * - `store-rc`: the same with the purge's session at READ COMMITTED.
  * - `store-b<N>`: the same with `batchSize: N`.
  * - `ordered`: the select ordered by `expires_at` (the index's order).
- * - `paced`: the store's statements, pausing after each batch as long as it took.
+ * - `paced`: the store's purge with `pause: 'auto'` (its purgePause), pausing after each batch as long as it took.
  * - `keyset`: ordered by (`expires_at`, `id`), each batch starting after the last row of the one before.
  * - `delete-limit`: one `delete … where <condition> order by expires_at limit N` per batch.
  * - `delete-limit-txrc`: the same, each in a READ COMMITTED transaction of its own.
@@ -34,10 +34,10 @@ import {
   engineOn,
   LEDGER,
   LeaseConsumer,
+  purgePhases,
   recreate,
   type Sample,
   SCOPE,
-  summary,
   TimedStore,
 } from './volume.js';
 import { type LoadReport, watchLoad } from './volume-load.js';
@@ -49,11 +49,14 @@ const log = (text: string) => process.stderr.write(`${text}\n`);
 
 type Purge = (purgeDb: Knex, batch: number) => Promise<number>;
 
-/** The store's purge, as shipped. */
+/** The store's purge, as shipped (with `pause`, as the store paces it). */
 const storePurge =
-  (batchSize?: number): Purge =>
+  (batchSize?: number, pause?: 'auto'): Purge =>
   (purgeDb) =>
-    new KnexIdempotencyStore(purgeDb, { tableName: TABLE }).purgeExpired(batchSize ? { batchSize } : {});
+    new KnexIdempotencyStore(purgeDb, { tableName: TABLE }).purgeExpired({
+      ...(batchSize ? { batchSize } : {}),
+      ...(pause ? { pause } : {}),
+    });
 
 /** The store's two statements with the select in the expiry index's order. */
 const orderedPurge: Purge = async (db, batch) => {
@@ -71,27 +74,6 @@ const orderedPurge: Purge = async (db, batch) => {
     );
     purged += (res as { affectedRows: number }).affectedRows;
     if (ids.length < batch) return purged;
-  }
-};
-
-/**
- * The store's two statements exactly, with a pause after each batch as long as the batch took: the purge
- * holds at most half of one connection's time, whatever the server's speed.
- */
-const pacedPurge: Purge = async (db, batch) => {
-  let purged = 0;
-  for (;;) {
-    const t0 = performance.now();
-    const [rows] = await db.raw(`select id from ?? where ${EXPIRED} limit ?`, [TABLE, batch]);
-    const ids = (rows as { id: number }[]).map((r) => r.id);
-    if (ids.length === 0) return purged;
-    const [res] = await db.raw(
-      `delete from ?? where id in (${ids.map(() => '?').join(',')}) and ${EXPIRED}`,
-      [TABLE, ...ids],
-    );
-    purged += (res as { affectedRows: number }).affectedRows;
-    if (ids.length < batch) return purged;
-    await new Promise((r) => setTimeout(r, performance.now() - t0));
   }
 };
 
@@ -170,7 +152,8 @@ function variant(name: string): Variant {
   const purge: Purge | undefined = {
     store: storePurge(),
     ordered: orderedPurge,
-    paced: pacedPurge,
+    // The store's purge with a pause after each batch as long as the batch took (purgePause: 'auto').
+    paced: storePurge(undefined, 'auto'),
     keyset: keysetPurge,
     'delete-limit': deleteLimitPurge,
     'delete-limit-txrc': deleteLimitTxRcPurge,
@@ -383,15 +366,7 @@ async function runVariant(
     fillS: Number(fillS.toFixed(1)),
     purgeS: Number(purgeS.toFixed(1)),
     purgeRowsPerSec: Math.round(purged / purgeS),
-    before: {
-      claim: summary(claims, t0 + warmupMs, purgeStart),
-      message: summary(messages, t0 + warmupMs, purgeStart),
-    },
-    during: {
-      claim: summary(claims, purgeStart, purgeEnd),
-      message: summary(messages, purgeStart, purgeEnd),
-    },
-    after: { claim: summary(claims, purgeEnd, end), message: summary(messages, purgeEnd, end) },
+    ...purgePhases(claims, messages, { from: t0 + warmupMs, purgeStart, purgeEnd, end }),
     statements: {
       selectFirst50: stmt('select', 'first'),
       selectLast50: stmt('select', 'last'),

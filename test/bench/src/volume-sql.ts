@@ -56,10 +56,8 @@ function origin(plan: FillPlan): number {
  * expiry = completion + the retention).
  */
 export async function fill(db: Knex, plan: FillPlan, batch: number, progress: (done: number) => void) {
-  const t0 = origin(plan);
   for (let from = plan.from; from <= plan.to; from += batch) {
     const to = Math.min(plan.to, from + batch - 1);
-    const tag = plan.kind === 'live' ? 'fill-' : 'expired-';
     if (dialectOf(db) === 'postgresql') {
       await db.raw(
         'insert into ?? (scope, key, status, owner, fence, lease_expires_at, fingerprint, result, ' +
@@ -68,20 +66,7 @@ export async function fill(db: Knex, plan: FillPlan, batch: number, progress: (d
           `translate(encode(sha256(convert_to('j{"amount":' || g || '}', 'UTF8')), 'base64'), '+/=', '-_'), ` +
           'null, ?::bigint + g * ?::bigint, ?::bigint + g * ?::bigint, ?::bigint + g * ?::bigint ' +
           'from generate_series(?::bigint, ?::bigint) g',
-        [
-          plan.table,
-          plan.scope,
-          tag,
-          `owner-${tag}`,
-          t0,
-          plan.stepMs,
-          t0,
-          plan.stepMs,
-          t0 + TTL_MS,
-          plan.stepMs,
-          from,
-          to,
-        ],
+        [...rowBindings(plan, plan.scope), from, to],
       );
     } else {
       const { sql, bindings } = mysqlInsert(plan, from, to);
@@ -96,8 +81,6 @@ export async function fill(db: Knex, plan: FillPlan, batch: number, progress: (d
  * {@link fill} describes.
  */
 function mysqlInsert(plan: FillPlan, from: number, to: number): { sql: string; bindings: Knex.RawBinding[] } {
-  const t0 = origin(plan);
-  const tag = plan.kind === 'live' ? 'fill-' : 'expired-';
   const uuid = (expr: string) =>
     `lower(insert(insert(insert(insert(md5(${expr}), 9, 0, '-'), 14, 0, '-'), 19, 0, '-'), 24, 0, '-'))`;
   // The SEQUENCE engine's table names carry the bounds: integers of this program, never input.
@@ -108,19 +91,18 @@ function mysqlInsert(plan: FillPlan, from: number, to: number): { sql: string; b
       `select ?, cast(${uuid('concat(?, seq)')} as binary), 'completed', ${uuid('concat(?, seq)')}, 1, null, ` +
       `replace(replace(replace(to_base64(unhex(sha2(concat('j{"amount":', seq, '}'), 256))), '+', '-'), '/', '_'), '=', ''), ` +
       `null, ? + seq * ?, ? + seq * ?, ? + seq * ? from seq_${Math.trunc(from)}_to_${Math.trunc(to)}`,
-    bindings: [
-      plan.table,
-      Buffer.from(plan.scope, 'utf8'),
-      tag,
-      `owner-${tag}`,
-      t0,
-      plan.stepMs,
-      t0,
-      plan.stepMs,
-      t0 + TTL_MS,
-      plan.stepMs,
-    ],
+    bindings: rowBindings(plan, Buffer.from(plan.scope, 'utf8')),
   };
+}
+
+/**
+ * The bindings both dialects' fills share, in their statements' order: the table, the scope (as the
+ * dialect binds it), the key and owner tags, then created, completed and expiry as origin + step.
+ */
+function rowBindings(plan: FillPlan, scope: string | Buffer): Knex.RawBinding[] {
+  const t0 = origin(plan);
+  const tag = plan.kind === 'live' ? 'fill-' : 'expired-';
+  return [plan.table, scope, tag, `owner-${tag}`, t0, plan.stepMs, t0, plan.stepMs, t0 + TTL_MS, plan.stepMs];
 }
 
 /**

@@ -467,6 +467,26 @@ export interface Sample {
   readonly ms: number;
 }
 
+/**
+ * Claims and messages summarised before, during and after a purge: the samples from `from` (past the
+ * warm-up) to `purgeStart`, to `purgeEnd`, to `end`.
+ */
+export function purgePhases(
+  claims: readonly Sample[],
+  messages: readonly Sample[],
+  t: { readonly from: number; readonly purgeStart: number; readonly purgeEnd: number; readonly end: number },
+) {
+  const phase = (from: number, to: number) => ({
+    claim: summary(claims, from, to),
+    message: summary(messages, from, to),
+  });
+  return {
+    before: phase(t.from, t.purgeStart),
+    during: phase(t.purgeStart, t.purgeEnd),
+    after: phase(t.purgeEnd, t.end),
+  };
+}
+
 /** Count, rate, p50 and p99 of the samples that started in [from, to). */
 export function summary(samples: readonly Sample[], from: number, to: number) {
   const ms = samples
@@ -545,15 +565,7 @@ async function purgeUnderLoad(db: Knex, purgeDb: Knex, dbs: Databases, o: Option
     purgeS: Number(purgeS.toFixed(1)),
     purgeRowsPerSec: Math.round(purged / purgeS),
     concurrency: 64,
-    before: {
-      claim: summary(claims, t0 + warmupMs, purgeStart),
-      message: summary(messages, t0 + warmupMs, purgeStart),
-    },
-    during: {
-      claim: summary(claims, purgeStart, purgeEnd),
-      message: summary(messages, purgeStart, purgeEnd),
-    },
-    after: { claim: summary(claims, purgeEnd, end), message: summary(messages, purgeEnd, end) },
+    ...purgePhases(claims, messages, { from: t0 + warmupMs, purgeStart, purgeEnd, end }),
   };
   log(
     `${name}: purged ${purged} in ${result.purgeS} s (${result.purgeRowsPerSec} rows/s); claim p99 ` +
