@@ -7,7 +7,7 @@
  * ends the session of a process that froze holding the lock. A server that refuses that setting (found by
  * the start-up check) gets claims without it.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { ReadinessCheck } from '@idempotent-mq/core';
 import type { Knex } from 'knex';
 import { isRefused } from '../check-step.js';
@@ -195,7 +195,7 @@ export class PostgresDialect extends ReturningDialect {
         )
         .toSQL()
         .toNative().sql;
-      const name = `idempotent_mq_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+      const name = `idempotent_mq_${hash('sha256', text, 'hex').slice(0, 24)}`;
       statement = { name, text };
       this.#named.set(sql, statement);
     }
