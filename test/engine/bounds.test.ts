@@ -10,7 +10,7 @@ import {
 import { FaultyStore, flush } from '@idempotent-mq/testing';
 import { injectable } from 'inversify';
 import { describe, expect, it } from 'vitest';
-import { deferred, harness, type Message, msg, settle } from '../support/engine-harness.js';
+import { deferred, harness, type Message, msg, renewalsOf, settle } from '../support/engine-harness.js';
 
 const LEASE = 1_000;
 
@@ -51,8 +51,11 @@ describe('a handler is bounded: maxHandlerMs and keepAlive', () => {
       status: 'inProgress',
       fence: 1,
     });
-    expect(h.clock.pending).toBe(0); // renewal stopped with the bound
+    // Renewal stopped with the bound: a lease later nothing was renewed, and no timer is left.
+    const renewals = renewalsOf(h.store);
     await h.clock.advance(LEASE + 1);
+    expect(renewals).toEqual([]);
+    expect(h.clock.pending).toBe(0);
     await consumer.onMessage(msg('H-1'));
     expect(contexts[1]).toMatchObject({ takeover: true, fence: 2 });
     expect(h.outcomes.map((o) => o.kind)).toEqual(['inFlight', 'failed', 'takeover']);
@@ -109,6 +112,32 @@ describe('a handler is bounded: maxHandlerMs and keepAlive', () => {
     expect(effects).toEqual(['H-3#2']);
     expect(h.outcomes.map((o) => o.kind)).toEqual(['failed', 'processed']);
     hang.resolve();
+  });
+
+  it('the bounds and renewals of many handlers share one timer per length, not one each', async () => {
+    @injectable()
+    class Quick {
+      runs = 0;
+      @Idempotent({ key: (m: Message) => m.keys, mode: 'lease', leaseMs: LEASE, maxHandlerMs: 3 * LEASE })
+      async onMessage(_m: Message) {
+        this.runs++;
+      }
+    }
+    const h = harness();
+    const armed: number[] = [];
+    const setTimeout = h.clock.setTimeout.bind(h.clock);
+    h.clock.setTimeout = (fn: () => void, ms: number) => {
+      armed.push(ms);
+      return setTimeout(fn, ms);
+    };
+    const consumer = h.get(Quick);
+    for (let i = 0; i < 200; i++) await consumer.onMessage(msg(`Q-${i}`));
+    expect(consumer.runs).toBe(200);
+    // Each handler had a bound (3 leases) and a renewal (a third of a lease) pending while it ran: two
+    // lanes, one timer each. A timer per handler and per renewal would be 400.
+    expect(armed.sort()).toEqual([3 * LEASE, Math.round(LEASE / 3)].sort());
+    await h.clock.advance(3 * LEASE);
+    expect(h.clock.pending).toBe(0);
   });
 
   it('maxHandlerMs and keepAlive are validated, naming the option', () => {

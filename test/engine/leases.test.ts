@@ -10,7 +10,7 @@ import {
 import { FaultyStore, flush } from '@idempotent-mq/testing';
 import { injectable } from 'inversify';
 import { describe, expect, it } from 'vitest';
-import { deferred, harness, type Message, msg, settle } from '../support/engine-harness.js';
+import { deferred, harness, type Message, msg, renewalsOf, settle } from '../support/engine-harness.js';
 
 const LEASE = 1_000;
 
@@ -38,7 +38,12 @@ describe('leases, keep-alive and takeover', () => {
     await first;
     expect(consumer.runs).toBe(1);
     expect(h.outcomes.map((o) => o.kind)).toEqual(['inFlight', 'processed']);
-    expect(h.clock.pending).toBe(0); // the keep-alive stopped with the handler
+    // The keep-alive stopped with the handler: nothing is renewed after it, and once the handler's bound
+    // has passed (its shared timer fires, finds nothing due, and is not armed again) no timer is left.
+    const renewals = renewalsOf(h.store);
+    await h.clock.advance(LEASE * 10);
+    expect(renewals).toEqual([]);
+    expect(h.clock.pending).toBe(0);
   });
 
   it('a dead handler stops renewing: its lease expires, a copy takes over, and the stale owner cannot complete', async () => {

@@ -136,3 +136,17 @@ export async function settle<T>(
     return { ok: false, error };
   }
 }
+
+/**
+ * The renewals `store` receives from now on (the owner of each): to show that a keep-alive has stopped,
+ * rather than that some timer is gone (the engine's timers are shared, one per length).
+ */
+export function renewalsOf(store: IdempotencyStore): string[] {
+  const owners: string[] = [];
+  const renew = store.renew.bind(store);
+  store.renew = (token, owner, leaseMs, tx) => {
+    owners.push(owner);
+    return renew(token, owner, leaseMs, tx);
+  };
+  return owners;
+}

@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { backoffDelay } from './backoff.js';
 import { type IdempotencyContext, isDeliveryInfo } from './context.js';
+import { Deadlines } from './engine/deadlines.js';
 import { LeaseKeeper } from './engine/lease-keeper.js';
 import { type MethodPlan, MethodPlans } from './engine/method-plan.js';
 import { ProbeReports } from './engine/probe-reports.js';
@@ -109,10 +110,13 @@ export class IdempotencyEngine {
   private readonly writing = new Map<string, CachedCompletion>();
   /** What the instrumentation hears of each message (see engine/probe-reports.ts). */
   private readonly reports: ProbeReports;
+  /** The handlers' bounds and the leases' renewals, on the injected clock: one timer per length. */
+  private readonly deadlines: Deadlines;
 
   constructor(private readonly deps: IdempotencyEngineDeps) {
     this.defaults = deps.defaults ?? {};
     this.timers = { clock: deps.clock };
+    this.deadlines = new Deadlines(deps.clock);
     this.reports = new ProbeReports(deps.instrumentation, deps.logger);
     // Validates the module defaults at start-up, before any message arrives.
     resolvePolicy(this.defaults);
@@ -143,7 +147,9 @@ export class IdempotencyEngine {
     const plan = this.plans.of(target, self);
     const call = this.newCall(plan, self, message, delivery);
     const key = this.resolveKey(plan, message);
-    return this.finish(call, await this.within(call, () => this.decide(call, key)));
+    // Without a probe, no closure: the path is called as it is.
+    const decided = call.probe ? call.probe.run(() => this.decide(call, key)) : this.decide(call, key);
+    return this.finish(call, await decided);
   }
 
   /**
@@ -238,18 +244,16 @@ export class IdempotencyEngine {
   }
 
   /** A message's path from its key: a keyless one fails (or runs unprotected); the rest go on. */
-  private async decide(call: Call, key: KeyOutcome): Promise<Decided> {
+  private decide(call: Call, key: KeyOutcome): Promise<Decided> {
     const { plan } = call;
     if ('thrown' in key) {
-      return { kind: 'failed', unprotected: false, error: new KeyFunctionError(plan.scope, key.thrown) };
+      const error = new KeyFunctionError(plan.scope, key.thrown);
+      return Promise.resolve({ kind: 'failed', unprotected: false, error });
     }
     if ('missing' in key) {
       if (plan.policy.onMissingKey === 'process') return this.runUnprotected(call);
-      return {
-        kind: 'failed',
-        unprotected: false,
-        error: new MissingIdempotencyKeyError(plan.scope, key.missing),
-      };
+      const error = new MissingIdempotencyKeyError(plan.scope, key.missing);
+      return Promise.resolve({ kind: 'failed', unprotected: false, error });
     }
     // The cache read goes out first: the fingerprint is computed while it travels.
     return this.decideToken(call, key.token, this.readCache(call, key.token));
@@ -270,7 +274,8 @@ export class IdempotencyEngine {
     if (typeof print === 'object') return print;
     const hit = await cached;
     if (hit) return this.existing(call, token, print, 'cache', hit);
-    return this.fromStore(call, token, print);
+    // Awaited, not returned: an async function that returns a promise adopts it two ticks later.
+    return await this.fromStore(call, token, print);
   }
 
   /** Never rejects: an unreachable or slow cache is skipped, and the store decides. */
@@ -421,7 +426,7 @@ export class IdempotencyEngine {
             handler: plan.label,
             key: token.key,
           });
-          return this.runUnprotected(call, token);
+          return await this.runUnprotected(call, token);
         }
         return { kind: 'failed', token, unprotected: false, error: failure };
       }
@@ -515,7 +520,7 @@ export class IdempotencyEngine {
       unprotected: false,
     };
     const keeper = policy.keepAlive
-      ? new LeaseKeeper(this.deps, token, owner, policy, tx).start()
+      ? new LeaseKeeper(this.deps, this.deadlines, token, owner, policy, tx).start()
       : undefined;
     const bound = policy.keepAlive ? policy.maxHandlerMs : policy.leaseMs;
     try {
@@ -523,10 +528,7 @@ export class IdempotencyEngine {
       // Past the bound the handler is given up on; what it does later is not waited for.
       const running = Promise.resolve(call.plan.fn.call(call.self, call.message, ctx));
       return {
-        result: await withTimeout(running, bound, {
-          clock: this.deps.clock,
-          error: () => new HandlerTimeoutError(token, bound),
-        }),
+        result: await this.deadlines.bound(running, bound, () => new HandlerTimeoutError(token, bound)),
       };
     } catch (error) {
       if (tx !== undefined) throw new HandlerFailure(error); // the rollback releases the claim

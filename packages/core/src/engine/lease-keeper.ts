@@ -3,9 +3,9 @@
  * slow but live handler is not taken over; a dead process stops renewing, and its lease runs out.
  */
 import type { ResolvedPolicy } from '../options.js';
-import type { Clock } from '../ports/clock.js';
 import type { IdempotencyStore, TokenRef } from '../ports/idempotency-store.js';
 import type { IdempotencyLogger } from '../ports/logger.js';
+import type { Deadline, Deadlines } from './deadlines.js';
 
 /**
  * Keeps one claim's lease alive while its handler runs, like bullmq's `LockManager`: renews it every
@@ -13,15 +13,16 @@ import type { IdempotencyLogger } from '../ports/logger.js';
  * the store refuses (the claim was taken over: this owner is fenced). Made by the engine per claim.
  */
 export class LeaseKeeper {
-  #timer: unknown;
+  #next: Deadline | undefined;
   #stopped = false;
 
   constructor(
     private readonly deps: {
       readonly store: IdempotencyStore;
-      readonly clock: Clock;
       readonly logger: IdempotencyLogger;
     },
+    /** The engine's shared timers: a renewal is one entry there, not a timer of its own. */
+    private readonly deadlines: Deadlines,
     private readonly token: TokenRef,
     private readonly owner: string,
     private readonly policy: ResolvedPolicy,
@@ -38,12 +39,11 @@ export class LeaseKeeper {
   /** Stops renewing; a renewal in flight completes but schedules nothing. */
   stop(): void {
     this.#stopped = true;
-    this.deps.clock.clearTimeout(this.#timer);
+    this.deadlines.cancel(this.#next);
   }
 
   #schedule(): void {
-    if (!this.#stopped)
-      this.#timer = this.deps.clock.setTimeout(() => this.#renew(), this.policy.keepAliveMs);
+    if (!this.#stopped) this.#next = this.deadlines.after(this.policy.keepAliveMs, () => this.#renew());
   }
 
   #renew(): void {
