@@ -5,9 +5,14 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type IdempotencyCache, MemoryIdempotencyCache, MemoryIdempotencyStore } from '@idempotent-mq/core';
+import {
+  type IdempotencyCache,
+  MemoryIdempotencyCache,
+  MemoryIdempotencyStore,
+  NearIdempotencyCache,
+} from '@idempotent-mq/core';
 import { createIdempotencyTable, dropIdempotencyTable, KnexIdempotencyStore } from '@idempotent-mq/knex';
-import { RedisIdempotencyCache } from '@idempotent-mq/redis';
+import { RedisCacheInvalidations, RedisIdempotencyCache } from '@idempotent-mq/redis';
 import { Redis } from 'ioredis';
 import knexFactory, { type Knex } from 'knex';
 import { MemoryLedger, SqlLedger } from './ledger.js';
@@ -41,8 +46,18 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
       }
       redis.disconnect();
     });
-    cache = new RedisIdempotencyCache(redis, { keyPrefix: `${ns}:` });
-    cacheLabel = `Redis cache (${options.redisUrl})`;
+    // A near cache in front of Redis: duplicates this process saw lately cost no round trip, and Redis
+    // client-side tracking drops a token from it as soon as any process forgets it.
+    const invalidations = new RedisCacheInvalidations(redis, { keyPrefix: `${ns}:` });
+    const near = new NearIdempotencyCache(new RedisIdempotencyCache(redis, { keyPrefix: `${ns}:` }), {
+      invalidations,
+    });
+    closers.unshift(async () => {
+      near.close();
+      await invalidations.close();
+    });
+    cache = near;
+    cacheLabel = `near cache + Redis cache (${options.redisUrl}, tracked)`;
   }
   if (options.store === 'memory') {
     return {

@@ -63,6 +63,7 @@ export type {
   IdempotentOptions,
 } from './options.js';
 export type { DuplicateTier, IdempotencyOutcome, OutcomeKind, OutcomeListener } from './outcome.js';
+export type { CacheInvalidationListener, CacheInvalidations } from './ports/cache-invalidations.js';
 export type { Clock } from './ports/clock.js';
 export type { IdempotencyCache } from './ports/idempotency-cache.js';
 export type {

@@ -2,6 +2,11 @@
 export { decodeCacheValue, encodeCacheValue } from './cache-value.js';
 export { CorruptRecordError, RedisNotReadyError, RedisTimeoutError } from './errors.js';
 export { type KeyKind, RedisKeyLayout } from './key-layout.js';
+export {
+  INVALIDATION_CHANNEL,
+  RedisCacheInvalidations,
+  type RedisCacheInvalidationsOptions,
+} from './redis-cache-invalidations.js';
 export { isUnavailable, type RedisClient } from './redis-client.js';
 export {
   type InvalidCacheValue,
