@@ -3,9 +3,10 @@
  * tokens only (the engine writes it after the store commits), answers a batch of one scope with one MGET,
  * and fails at once when the client is not connected so that the engine goes straight to the store.
  *
- * Under concurrency, the reads issued within one tick of the event loop go out as one MGET, and the
- * writes as one pipeline: a consumer handling 64 messages at once sends a few commands instead of 64
- * separate writes to the socket, whose system calls are what bound throughput on a busy host.
+ * Under concurrency, the reads issued within one tick of the event loop go out as one MGET (batches'
+ * reads with the others, at most 1 024 keys a command), and the writes as one pipeline: a consumer
+ * handling 64 messages (or 64 batches) at once sends a few commands instead of 64 separate writes to the
+ * socket, whose system calls are what bound throughput on a busy host.
  */
 import {
   type CachedCompletion,
@@ -74,6 +75,9 @@ interface PendingWrite extends Pending<void> {
 }
 
 /** Every option's name, so that a misspelt one (`keyprefix`) is refused with the nearest. */
+/** The most keys one MGET asks for; the reads of a busier tick go out as several. */
+const MAX_MGET = 1024;
+
 const CACHE_OPTIONS = ['keyPrefix', 'maxKeyBytes', 'timeoutMs', 'onInvalidValue', 'logger'];
 
 /**
@@ -133,11 +137,7 @@ export class RedisIdempotencyCache implements IdempotencyCache {
       const read = { key, scope: token.scope, resolve, reject };
       // Nothing else on the way: no one to wait for, send now (the caller may compute while it travels).
       if (this.readsInFlight === 0 && !this.reads) return this.sendReads([read]);
-      if (!this.reads) {
-        this.reads = [];
-        process.nextTick(() => this.flushReads());
-      }
-      this.reads.push(read);
+      this.queueReads([read]);
     });
     return this.decode(token, key, text);
   }
@@ -156,7 +156,10 @@ export class RedisIdempotencyCache implements IdempotencyCache {
           }),
       ),
     );
-    this.sendReads(reads);
+    // Like a lone read: sent at once when nothing else is on its way, else with this tick's other reads
+    // (concurrent batches then share one MGET, as concurrent single reads do).
+    if (this.readsInFlight === 0 && !this.reads) this.sendReads(reads);
+    else this.queueReads(reads);
     const found = await texts;
     return tokens.map((token, i) => this.decode(token, keys[i] as string, found[i] ?? null));
   }
@@ -214,6 +217,15 @@ export class RedisIdempotencyCache implements IdempotencyCache {
     return undefined;
   }
 
+  /** Adds reads to this tick's, which go out together at its end. */
+  private queueReads(reads: Pending<string | null>[]): void {
+    if (!this.reads) {
+      this.reads = [];
+      process.nextTick(() => this.flushReads());
+    }
+    for (const read of reads) this.reads.push(read);
+  }
+
   /** This tick's reads: one MGET per slot (one in all on a single node), a plain GET when alone. */
   private flushReads(): void {
     const reads = this.reads as Pending<string | null>[];
@@ -222,25 +234,34 @@ export class RedisIdempotencyCache implements IdempotencyCache {
   }
 
   private sendReads(reads: Pending<string | null>[]): void {
-    for (const group of this.bySlot(reads)) {
-      this.readsInFlight++;
-      const only = group.length === 1 ? group[0] : undefined;
-      const texts = settled<(string | null)[]>(() =>
-        only
-          ? this.client.get(only.key).then((text) => [text])
-          : this.client.mget(...group.map((read) => read.key)),
-      );
-      this.bounded(texts).then(
-        (found) => {
-          this.readsInFlight--;
-          for (const [i, read] of group.entries()) read.resolve(found[i] ?? null);
-        },
-        (error: unknown) => {
-          this.readsInFlight--;
-          for (const read of group) read.reject(error);
-        },
-      );
+    for (const slot of this.bySlot(reads)) {
+      // At most MAX_MGET keys a command: a tick of many concurrent batches must not make one huge reply
+      // that holds the server (and every other client) up while it is built.
+      for (let from = 0; from < slot.length; from += MAX_MGET) {
+        this.sendGroup(from === 0 && slot.length <= MAX_MGET ? slot : slot.slice(from, from + MAX_MGET));
+      }
     }
+  }
+
+  /** One GET or MGET for reads of one slot. */
+  private sendGroup(group: Pending<string | null>[]): void {
+    this.readsInFlight++;
+    const only = group.length === 1 ? group[0] : undefined;
+    const texts = settled<(string | null)[]>(() =>
+      only
+        ? this.client.get(only.key).then((text) => [text])
+        : this.client.mget(...group.map((read) => read.key)),
+    );
+    this.bounded(texts).then(
+      (found) => {
+        this.readsInFlight--;
+        for (const [i, read] of group.entries()) read.resolve(found[i] ?? null);
+      },
+      (error: unknown) => {
+        this.readsInFlight--;
+        for (const read of group) read.reject(error);
+      },
+    );
   }
 
   /** This tick's writes: one pipeline per slot, a plain SET when alone. */

@@ -57,6 +57,46 @@ describe('RedisIdempotencyCache under concurrency', () => {
     expect({ get: calls.get, mget: calls.mget }).toEqual({ get: 1, mget: 1 });
   });
 
+  it('batches read while another read is on its way share one MGET; a lone batch goes out at once', async () => {
+    const cache = new RedisIdempotencyCache(client, { keyPrefix: 'co5:' });
+    const batch = (b: number) => Array.from({ length: 32 }, (_, j) => token(`B${b}-${j}`));
+    for (let b = 0; b < 8; b++)
+      for (const t of batch(b)) await cache.set(t, { result: JSON.stringify(t.key) }, 60_000);
+    await client.config('RESETSTAT');
+
+    // Alone: nothing to wait for, its own MGET at once.
+    expect((await cache.getMany(batch(0))).map((v) => v?.result)).toEqual(
+      batch(0).map((t) => JSON.stringify(t.key)),
+    );
+    // Eight batches at once: the first goes out alone, the seven read meanwhile wait for the tick's end.
+    const read = await Promise.all(Array.from({ length: 8 }, (_, b) => cache.getMany(batch(b))));
+    read.forEach((values, b) => {
+      expect(values.map((v) => v?.result)).toEqual(batch(b).map((t) => JSON.stringify(t.key)));
+    });
+    const calls = await commandCalls();
+    expect({ get: calls.get, mget: calls.mget }).toEqual({ get: undefined, mget: 3 });
+  });
+
+  it('a tick of more reads than one MGET may carry goes out as several, each read answered its own', async () => {
+    const cache = new RedisIdempotencyCache(client, { keyPrefix: 'co6:' });
+    const tokens = Array.from({ length: 2500 }, (_, i) => token(`M${i}`));
+    await Promise.all(
+      tokens
+        .filter((_, i) => i % 3 === 0)
+        .map((t) => cache.set(t, { result: JSON.stringify(t.key) }, 60_000)),
+    );
+    await client.config('RESETSTAT');
+    // One read on its way first, so that all 2 500 wait for the same tick.
+    const [first, rest] = await Promise.all([cache.get(token('M0')), cache.getMany(tokens)]);
+    expect(first).toEqual({ result: '"M0"' });
+    expect(rest.map((v) => v?.result)).toEqual(
+      tokens.map((t, i) => (i % 3 === 0 ? JSON.stringify(t.key) : undefined)),
+    );
+    const calls = await commandCalls();
+    // 2 500 keys: MGETs of 1 024, 1 024 and 452.
+    expect({ get: calls.get, mget: calls.mget }).toEqual({ get: 1, mget: 3 });
+  });
+
   it('a read alone goes out at once as a GET', async () => {
     const cache = new RedisIdempotencyCache(client, { keyPrefix: 'co2:' });
     await cache.set(token('ALONE'), { result: '"x"' }, 60_000);
