@@ -164,30 +164,38 @@ export class IdempotencyEngine {
     deliveries: readonly unknown[] = [],
   ): Promise<Execution[]> {
     const plan = this.plans.of(target, self);
-    const calls = messages.map((message, i) => this.newCall(plan, self, message, deliveries[i]));
-    const keys = messages.map((message) => this.resolveKey(plan, message));
-    const cached = await this.readCacheBatch(plan, keys, calls);
+    const calls = new Array<Call>(messages.length);
+    const keys = new Array<KeyOutcome>(messages.length);
+    const groups = new TokenGroups();
+    for (let i = 0; i < messages.length; i++) {
+      const message = messages[i];
+      calls[i] = this.newCall(plan, self, message, deliveries[i]);
+      const key = this.resolveKey(plan, message);
+      keys[i] = key;
+      groups.add(i, 'token' in key ? key.token : undefined);
+    }
+    const cached = await this.readCacheBatch(plan, groups, calls);
 
     const results = new Array<Execution>(messages.length);
     const pending: Promise<void>[] = [];
-    for (const indexes of groupByToken(keys)) {
-      const first = keys[indexes[0] as number] as KeyOutcome;
-      const token = 'token' in first ? first.token : undefined;
-      const group = indexes.map((i) => calls[i] as Call);
-      if (cached === undefined) for (const call of group) call.cacheBypassed = true;
-      const hit = token && cached?.get(tokenId(token));
+    for (let g = 0; g < groups.members.length; g++) {
+      const indexes = groups.members[g] as number[];
+      const token = groups.tokens[g];
+      if (cached === undefined) for (const i of indexes) (calls[i] as Call).cacheBypassed = true;
+      const hit = token && cached?.[g];
       if (token && hit) {
         // A hit answers every copy, with nothing left to wait for: decided here, without a promise each.
-        for (const [n, i] of indexes.entries()) {
-          const call = group[n] as Call;
+        for (const i of indexes) {
+          const call = calls[i] as Call;
           results[i] = this.finish(call, this.fromCacheHit(call, token, hit));
         }
         continue;
       }
       pending.push(
         (async () => {
-          for (const [n, i] of indexes.entries()) {
-            const call = group[n] as Call;
+          for (let n = 0; n < indexes.length; n++) {
+            const i = indexes[n] as number;
+            const call = calls[i] as Call;
             const key = keys[i] as KeyOutcome;
             // The batch read answered the first copy (a miss, or the cache is out of reach); the later
             // ones look again, since the first may have completed meanwhile.
@@ -303,15 +311,16 @@ export class IdempotencyEngine {
     }
   }
 
-  /** A batch's tokens in one cache round trip; `undefined` when the cache could not answer. */
+  /**
+   * A batch's tokens in one cache round trip: what the cache knows of each group's token (by group;
+   * undefined for a keyless one), or `undefined` when the cache could not answer.
+   */
   private async readCacheBatch(
     plan: MethodPlan,
-    keys: readonly KeyOutcome[],
+    groups: TokenGroups,
     calls: readonly Call[],
-  ): Promise<Map<string, CachedCompletion | undefined> | undefined> {
-    const distinct = new Map<string, TokenRef>();
-    for (const key of keys) if ('token' in key) distinct.set(tokenId(key.token), key.token);
-    const list = [...distinct.values()];
+  ): Promise<(CachedCompletion | undefined)[] | undefined> {
+    const list = groups.distinct;
     const started = this.deps.instrumentation && list.length > 0 ? performance.now() : undefined;
     try {
       const values =
@@ -322,7 +331,14 @@ export class IdempotencyEngine {
           started,
         );
       if (this.cacheDown && list.length > 0) this.cacheAnswered();
-      return new Map([...distinct.keys()].map((id, i) => [id, values[i] ?? this.writing.get(id)]));
+      const byGroup = new Array<CachedCompletion | undefined>(groups.tokens.length);
+      for (let g = 0, d = 0; g < groups.tokens.length; g++) {
+        const token = groups.tokens[g];
+        if (token === undefined) continue;
+        const value = values[d++];
+        byGroup[g] = value ?? (this.writing.size > 0 ? this.writing.get(tokenId(token)) : undefined);
+      }
+      return byGroup;
     } catch (error) {
       if (started !== undefined)
         this.reports.batchStep(
@@ -705,16 +721,30 @@ export class IdempotencyEngine {
   }
 }
 
-/** The batch's messages grouped by token, in order of first appearance; a keyless message alone. */
-function groupByToken(keys: readonly KeyOutcome[]): number[][] {
-  const groups = new Map<string, number[]>();
-  keys.forEach((key, i) => {
-    const id = 'token' in key ? tokenId(key.token) : `#${i}`;
-    const group = groups.get(id);
-    if (group) group.push(i);
-    else groups.set(id, [i]);
-  });
-  return [...groups.values()];
+/**
+ * A batch's messages grouped by token, in order of first appearance (a keyless message alone): each
+ * group's message indexes and its token, and the distinct tokens in group order, for one cache read.
+ */
+class TokenGroups {
+  readonly members: number[][] = [];
+  readonly tokens: (TokenRef | undefined)[] = [];
+  readonly distinct: TokenRef[] = [];
+  readonly #byId = new Map<string, number>();
+
+  add(index: number, token: TokenRef | undefined): void {
+    if (token !== undefined) {
+      const id = tokenId(token);
+      const known = this.#byId.get(id);
+      if (known !== undefined) {
+        (this.members[known] as number[]).push(index);
+        return;
+      }
+      this.#byId.set(id, this.members.length);
+      this.distinct.push(token);
+    }
+    this.members.push([index]);
+    this.tokens.push(token);
+  }
 }
 
 function conflicting(stored: string | undefined, incoming: string | undefined): boolean {
