@@ -146,21 +146,32 @@ export class RedisIdempotencyCache implements IdempotencyCache {
     if (tokens.length === 0) return [];
     this.assertReady();
     const keys = tokens.map((token) => this.layout.key('cache', token));
-    // Sent at once, as the reads of a tick are: one MGET per slot (one in all on a single node).
-    const reads: Pending<string | null>[] = [];
-    const texts = Promise.all(
-      tokens.map(
-        (token, i) =>
-          new Promise<string | null>((resolve, reject) => {
-            reads.push({ key: keys[i] as string, scope: token.scope, resolve, reject });
-          }),
-      ),
-    );
-    // Like a lone read: sent at once when nothing else is on its way, else with this tick's other reads
-    // (concurrent batches then share one MGET, as concurrent single reads do).
-    if (this.readsInFlight === 0 && !this.reads) this.sendReads(reads);
-    else this.queueReads(reads);
-    const found = await texts;
+    // One promise for the batch (not one a key): each read fills its slot, the last one resolves it.
+    const found = await new Promise<(string | null)[]>((resolve, reject) => {
+      const texts = new Array<string | null>(tokens.length);
+      let left = tokens.length;
+      let failed = false;
+      const fail = (error: unknown) => {
+        if (failed) return;
+        failed = true;
+        reject(error);
+      };
+      const reads = tokens.map(
+        (token, i): Pending<string | null> => ({
+          key: keys[i] as string,
+          scope: token.scope,
+          resolve: (text) => {
+            texts[i] = text;
+            if (--left === 0 && !failed) resolve(texts);
+          },
+          reject: fail,
+        }),
+      );
+      // Like a lone read: sent at once when nothing else is on its way, else with this tick's other reads
+      // (concurrent batches then share one MGET, as concurrent single reads do).
+      if (this.readsInFlight === 0 && !this.reads) this.sendReads(reads);
+      else this.queueReads(reads);
+    });
     return tokens.map((token, i) => this.decode(token, keys[i] as string, found[i] ?? null));
   }
 
