@@ -167,9 +167,11 @@ export class IdempotencyEngine {
     const calls = new Array<Call>(messages.length);
     const keys = new Array<KeyOutcome>(messages.length);
     const groups = new TokenGroups();
+    // One reading of the clock for the batch: its messages were received together.
+    const received = this.deps.clock.now();
     for (let i = 0; i < messages.length; i++) {
       const message = messages[i];
-      calls[i] = this.newCall(plan, self, message, deliveries[i]);
+      calls[i] = this.newCall(plan, self, message, deliveries[i], received);
       const key = this.resolveKey(plan, message);
       keys[i] = key;
       groups.add(i, 'token' in key ? key.token : undefined);
@@ -178,6 +180,8 @@ export class IdempotencyEngine {
 
     const results = new Array<Execution>(messages.length);
     const pending: Promise<void>[] = [];
+    // The hits are all decided in this loop, synchronously: one reading of the clock for them.
+    const answered = this.deps.clock.now();
     for (let g = 0; g < groups.members.length; g++) {
       const indexes = groups.members[g] as number[];
       const token = groups.tokens[g];
@@ -187,7 +191,7 @@ export class IdempotencyEngine {
         // A hit answers every copy, with nothing left to wait for: decided here, without a promise each.
         for (const i of indexes) {
           const call = calls[i] as Call;
-          results[i] = this.finish(call, this.fromCacheHit(call, token, hit));
+          results[i] = this.finish(call, this.fromCacheHit(call, token, hit), answered);
         }
         continue;
       }
@@ -218,7 +222,13 @@ export class IdempotencyEngine {
     return resolvePolicy(this.defaults, target.options as IdempotentOptions<unknown>);
   }
 
-  private newCall(plan: MethodPlan, self: unknown, message: unknown, delivery: unknown): Call {
+  private newCall(
+    plan: MethodPlan,
+    self: unknown,
+    message: unknown,
+    delivery: unknown,
+    started = this.deps.clock.now(),
+  ): Call {
     const info = isDeliveryInfo(delivery) ? delivery : undefined;
     return {
       plan,
@@ -226,7 +236,7 @@ export class IdempotencyEngine {
       message,
       attempt: info?.attempt ?? readAttempt(plan.options, message),
       maxAttempts: info?.maxAttempts,
-      started: this.deps.clock.now(),
+      started,
       cacheBypassed: false,
       handlerStarted: false,
       transientRetries: 0,
@@ -699,16 +709,16 @@ export class IdempotencyEngine {
   // ---- 7. the outcome ------------------------------------------------------------------------
 
   /** The outcome of a decided call, reported to the listeners. */
-  private finish(call: Call, decided: Decided): Execution {
-    const outcome: Execution = {
+  private finish(call: Call, decided: Decided, now = this.deps.clock.now()): Execution {
+    const outcome = {
       handler: call.plan.label,
       scope: call.plan.scope,
       attempt: call.attempt,
       cacheBypassed: call.cacheBypassed,
-      durationMs: this.deps.clock.now() - call.started,
-      ...(call.transientRetries > 0 ? { transientRetries: call.transientRetries } : {}),
+      durationMs: now - call.started,
       ...decided,
-    };
+    } as Execution & { transientRetries?: number };
+    if (call.transientRetries > 0) outcome.transientRetries = call.transientRetries;
     if (call.probe) this.reports.end(call.probe, outcome);
     for (const listener of this.deps.listeners ?? []) {
       try {
