@@ -6,6 +6,8 @@
 import type { CachedCompletion } from '@idempotent-mq/core/adapter';
 
 const MARK = 'imq1:';
+/** The characters of a fingerprint as the engine makes them (SHA-256, base64url). */
+const BASE64URL = /^[A-Za-z0-9_-]*$/;
 
 export function encodeCacheValue(value: CachedCompletion): string {
   const body: { f?: string; r?: string } = {};
@@ -14,9 +16,19 @@ export function encodeCacheValue(value: CachedCompletion): string {
   return MARK + JSON.stringify(body);
 }
 
+/** What a duplicate's cache hit nearly always holds: a fingerprint alone, `imq1:{"f":"…"}`. */
+const FINGERPRINT_ONLY = `${MARK}{"f":"`;
+
 /** The completion, or the reason the text is not one of ours. */
 export function decodeCacheValue(text: string): { value: CachedCompletion } | { invalid: string } {
   if (!text.startsWith(MARK)) return { invalid: 'not an idempotency cache value of format version 1' };
+  // The common value without JSON.parse: what encodeCacheValue writes for a fingerprint and no result
+  // (a fingerprint is base64url, so the first quote after it closes it); anything else is parsed.
+  if (text.startsWith(FINGERPRINT_ONLY) && text.endsWith('"}')) {
+    const f = text.slice(FINGERPRINT_ONLY.length, -2);
+    if (BASE64URL.test(f)) return { value: { fingerprint: f } };
+  }
+  if (text === `${MARK}{}`) return { value: {} };
   let body: unknown;
   try {
     body = JSON.parse(text.slice(MARK.length));
