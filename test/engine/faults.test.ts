@@ -250,6 +250,29 @@ describe('when the cache fails', () => {
   });
 });
 
+describe('a cache in another process (not inProcess)', () => {
+  it('bounds every read and write, the bounds of many messages sharing one timer', async () => {
+    const h = harness({ cache: faultyCache, store: faultyStore, module: { cacheTimeoutMs: 4321 } });
+    expect(h.cache.inProcess).toBeFalsy();
+    const bounds = countTimers(h.clock, 4321);
+    const { Consumer } = consumerClass('lease', { keepAlive: false });
+    const consumer = h.get(Consumer);
+    for (let i = 0; i < 50; i++) await consumer.onMessage(msg(`NP-${i % 25}`));
+    await flush();
+    expect(consumer.runs).toBe(25);
+    expect(h.outcomes.filter((o) => o.kind === 'duplicate' && o.tier === 'cache')).toHaveLength(25);
+    // 50 reads and 25 writes were bounded: a timer each would be 75.
+    expect(bounds.count).toBe(1);
+    // And still bounded: a read that hangs is given up on at cacheTimeoutMs, and the store decides.
+    h.cache.faults.inject('get', { hang: true });
+    const pending = consumer.onMessage(msg('NP-0'));
+    await flush();
+    await h.clock.advance(4321);
+    await pending;
+    expect(h.outcomes.at(-1)).toMatchObject({ kind: 'duplicate', tier: 'store', cacheBypassed: true });
+  });
+});
+
 describe('an in-process cache (inProcess)', () => {
   it('is not bounded in time, and a copy right after a first-time message meets its entry, not the store', async () => {
     const h = harness({

@@ -40,7 +40,6 @@ import type { CachedCompletion, IdempotencyCache } from './ports/idempotency-cac
 import type { ClaimResult, IdempotencyStore } from './ports/idempotency-store.js';
 import type { IdempotencyInstrumentation, MessageProbe, StepOperation } from './ports/instrumentation.js';
 import type { IdempotencyLogger } from './ports/logger.js';
-import { withTimeout } from './timeout.js';
 
 export type { HandlerMethod } from './model/handler-method.js';
 export type { Execution } from './outcome.js';
@@ -101,8 +100,6 @@ export class IdempotencyEngine {
   /** The cache's last call failed: its failures are warned about once, and its recovery once. */
   private cacheDown = false;
   private readonly defaults: IdempotencyPolicyOptions;
-  /** The cache calls' bound runs on the injected clock. */
-  private readonly timers: { readonly clock: Clock };
   /**
    * Cache writes sent and not yet answered, by token: the store has committed them, so a copy that comes
    * meanwhile is answered from here, as the cache will answer it (a read may overtake a write on its way).
@@ -115,7 +112,6 @@ export class IdempotencyEngine {
 
   constructor(private readonly deps: IdempotencyEngineDeps) {
     this.defaults = deps.defaults ?? {};
-    this.timers = { clock: deps.clock };
     this.deadlines = new Deadlines(deps.clock);
     this.reports = new ProbeReports(deps.instrumentation, deps.logger);
     // Validates the module defaults at start-up, before any message arrives.
@@ -643,9 +639,13 @@ export class IdempotencyEngine {
     }
   }
 
-  /** A cache call bounded by `cacheTimeoutMs`, unless the cache is in this process (`inProcess`): nothing to hang on. */
+  /**
+   * A cache call bounded by `cacheTimeoutMs` (on the shared deadlines: no timer of its own), unless the
+   * cache is in this process (`inProcess`): nothing to hang on.
+   */
   private bounded<T>(work: Promise<T>, ms: number): Promise<T> {
-    return this.deps.cache.inProcess ? work : withTimeout(work, ms, this.timers);
+    if (this.deps.cache.inProcess) return work;
+    return this.deadlines.bound(work, ms, () => new Error(`timed out after ${ms} ms`));
   }
 
   /** Sent once the store has committed, and not waited for: see {@link IdempotencyEngine.writing}. */

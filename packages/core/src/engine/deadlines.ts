@@ -105,10 +105,11 @@ export class Deadlines {
    * `work`, bounded by `ms`: it settles as `work` does within `ms`, else rejects with `error()`. `work`
    * itself goes on, and what it settles to later is dropped.
    */
-  bound<T>(work: Promise<T>, ms: number, error: () => unknown): Promise<T> {
+  bound<T>(work: PromiseLike<T>, ms: number, error: () => unknown): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const deadline = this.after(ms, () => reject(error()));
-      work.then(
+      // A native promise is used as it is (no extra tick); anything else is adopted first.
+      Promise.resolve(work).then(
         (value) => {
           this.cancel(deadline);
           resolve(value);
