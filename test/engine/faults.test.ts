@@ -1,5 +1,6 @@
 import {
   type ClaimRequest,
+  type IdempotencyCache,
   type IdempotencyContext,
   type IdempotencyRecord,
   IdempotencyStoreError,
@@ -253,7 +254,7 @@ describe('when the cache fails', () => {
 describe('a cache in another process (not inProcess)', () => {
   it('bounds every read and write, the bounds of many messages sharing one timer', async () => {
     const h = harness({ cache: faultyCache, store: faultyStore, module: { cacheTimeoutMs: 4321 } });
-    expect(h.cache.inProcess).toBeFalsy();
+    expect((h.cache as IdempotencyCache).inProcess).toBeFalsy();
     const bounds = countTimers(h.clock, 4321);
     const { Consumer } = consumerClass('lease', { keepAlive: false });
     const consumer = h.get(Consumer);

@@ -6,6 +6,7 @@ import {
   LeaseLostError,
   MemoryIdempotencyStore,
   MemoryTransaction,
+  type TokenRef,
 } from '@idempotent-mq/core';
 import { FaultyStore, flush } from '@idempotent-mq/testing';
 import { injectable } from 'inversify';
@@ -44,6 +45,36 @@ describe('leases, keep-alive and takeover', () => {
     await h.clock.advance(LEASE * 10);
     expect(renewals).toEqual([]);
     expect(h.clock.pending).toBe(0);
+  });
+
+  it('a store that throws on renew (instead of rejecting) costs one renewal, not the keep-alive', async () => {
+    const gate = deferred();
+    @injectable()
+    class Slow {
+      @Idempotent({ key: (m: Message) => m.keys, leaseMs: LEASE, mode: 'lease', maxHandlerMs: LEASE * 10 })
+      async onMessage(_m: Message) {
+        await gate.promise;
+      }
+    }
+    const h = harness();
+    const renew = h.store.renew.bind(h.store);
+    let calls = 0;
+    h.store.renew = (token: TokenRef, owner: string, leaseMs: number) => {
+      calls++;
+      if (calls === 1) throw new Error('renew blew up');
+      return renew(token, owner, leaseMs);
+    };
+    const first = h.get(Slow).onMessage(msg('T-1'));
+    await flush();
+    await h.clock.advance(LEASE * 2);
+    // The first renewal threw; the keep-alive went on, so the claim is still live two leases later.
+    expect(h.logger.at('warn')).toEqual([expect.stringContaining('lease renewal failed')]);
+    expect(calls).toBeGreaterThanOrEqual(3);
+    const copy = await settle(h.get(Slow).onMessage(msg('T-1')));
+    expect((copy as { error: unknown }).error).toBeInstanceOf(IdempotencyInFlightError);
+    gate.resolve();
+    await first;
+    expect(h.outcomes.map((o) => o.kind)).toEqual(['inFlight', 'processed']);
   });
 
   it('a dead handler stops renewing: its lease expires, a copy takes over, and the stale owner cannot complete', async () => {

@@ -53,6 +53,23 @@ describe('Deadlines', () => {
     expect(clock.pending).toBe(0);
   });
 
+  it('a call that throws does not keep the others from running; its error surfaces once the lane is re-armed', async () => {
+    const { clock } = countingClock();
+    const deadlines = new Deadlines(clock);
+    const fired: string[] = [];
+    deadlines.after(10, () => {
+      throw new Error('boom');
+    });
+    deadlines.after(10, () => fired.push(`b@${clock.now()}`));
+    await clock.advance(5);
+    deadlines.after(10, () => fired.push(`c@${clock.now()}`));
+    await expect(clock.advance(5)).rejects.toThrow('boom');
+    expect(fired).toEqual(['b@10']);
+    await clock.advance(10);
+    expect(fired).toEqual(['b@10', 'c@15']);
+    expect(clock.pending).toBe(0);
+  });
+
   it('bound(): settles as the work does in time, rejects at the bound, and drops what comes later', async () => {
     const { clock } = countingClock();
     const deadlines = new Deadlines(clock);

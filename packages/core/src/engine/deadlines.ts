@@ -64,15 +64,25 @@ class Lane {
     this.clock.setTimeout(() => this.due(), Math.max(0, at - this.clock.now()));
   }
 
-  /** The timer fired: runs every call now due, then re-arms for the next one (if any). */
+  /**
+   * The timer fired: runs every call now due, then re-arms for the next one (if any). A call that throws
+   * (none should) does not keep the others from running: its error is thrown once the lane is re-armed,
+   * as a timer of its own would have thrown it.
+   */
   private due(): void {
     this.armed = false;
     const now = this.clock.now();
+    let failure: { error: unknown } | undefined;
     for (let entry = this.head; entry && entry.at <= now; entry = this.head) {
       this.remove(entry);
-      entry.fire();
+      try {
+        entry.fire();
+      } catch (error) {
+        failure ??= { error };
+      }
     }
     if (this.head) this.arm(this.head.at);
+    if (failure) throw failure.error;
   }
 }
 

@@ -48,7 +48,10 @@ export class LeaseKeeper {
 
   #renew(): void {
     const { store, logger } = this.deps;
-    store.renew(this.token, this.owner, this.policy.leaseMs, this.tx).then(
+    // An adapter that throws instead of rejecting fails this renewal, as a rejection would.
+    new Promise<boolean>((resolve) =>
+      resolve(store.renew(this.token, this.owner, this.policy.leaseMs, this.tx)),
+    ).then(
       (held) => {
         if (!held) {
           logger.warn('lease lost while the handler ran; its completion will be refused', {
